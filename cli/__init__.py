@@ -1,0 +1,1 @@
+"""The ``cosim`` command line (installed as ``cosim.cli``): parsing, printing, calling ``cosim``."""

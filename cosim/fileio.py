@@ -68,6 +68,10 @@ def load_array(path: str | os.PathLike[str], what: str) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise CosimError(f"{what} file {str(p)!r} does not exist.")
+    with open(p, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
+        raise CosimError(f"{what} file {str(p)!r} is not a readable .npy/.npz file.")
     try:
         data = np.load(p, allow_pickle=False)
     except ValueError as exc:

@@ -1,0 +1,122 @@
+"""Hardware configuration of the torch crossbar layer (DESIGN §3–4)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+from cosim.errors import SpecError
+from cosim.specs import DeviceSpec, FaultSpec
+
+
+class ArrayModel(str, Enum):
+    """How one array turns input voltages into column currents."""
+
+    IDEAL = "ideal"
+    """``I = V · G`` per tile."""
+    EXACT = "exact"
+    """The linear circuit with wires, driver and sense resistance solved exactly (nodal analysis),
+    as an effective conductance matrix per tile, computed once per chip draw and weight state."""
+
+
+class Mapping(str, Enum):
+    """How a weight becomes devices."""
+
+    ONE_CELL = "one_cell"
+    """Paper 000's preset: one device per weight holding ``|w|/max|W|`` (continuous), sign kept in
+    the periphery; SA1 → ``±max|W|`` with the weight's sign, SA0 → 0, TF → ``w·e^{−θ}``."""
+    DIFFERENTIAL_SLICES = "differential_slices"
+    """The physical preset: ``M``-bit magnitude on ``M/K`` devices of ``K`` bits, in a differential
+    pair of arrays (positive and negative parts); faults hit every device, idle ones included."""
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise SpecError(message)
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """Everything the crossbar layer needs to know about the chip.
+
+    The defaults are DESIGN's: 64×64 tiles, 8-bit weights on 2-bit devices, a differential pair,
+    on/off ratio 100, no DAC/ADC quantisation (None), paper 000's fault rates, no programming variation,
+    the ideal array model.
+    """
+
+    tile_rows: int = 64
+    """Array rows (inputs) per tile."""
+    tile_cols: int = 64
+    """Array columns (outputs) per tile."""
+    weight_bits: int = 8
+    """M: bits of weight magnitude (physical preset)."""
+    bits_per_device: int = 2
+    """K: bits one device stores; must divide ``weight_bits``."""
+    mapping: Mapping = Mapping.DIFFERENTIAL_SLICES
+    """Weight-to-device mapping preset."""
+    device: DeviceSpec = field(default_factory=DeviceSpec)
+    """Conductance window (its on/off ratio sets how much idle-device faults leak)."""
+    faults: FaultSpec = field(default_factory=FaultSpec.none)
+    """Per-device fault rates and TF σ (default: none; ``FaultSpec()`` gives paper 000's)."""
+    prog_sigma: float = 0.0
+    """σ_d: programming variation per device, relative to one device's full range (paper 002)."""
+    dac_bits: int | None = None
+    """Input DAC resolution in bits, >= 2 (None = no quantisation). Signed, symmetric, per-vector range."""
+    adc_bits: int | None = None
+    """ADC resolution in bits per tile, slice and column, >= 2 (None = no quantisation)."""
+    adc_range: float = 1.0
+    """ADC full scale as a fraction of the largest possible slice output of a tile."""
+    array_model: ArrayModel = ArrayModel.IDEAL
+    """Which array model turns conductances into currents."""
+    r_wire_row_ohm: float = 2.5
+    """Word-line resistance per cell pitch (exact model), ohm."""
+    r_wire_col_ohm: float = 2.5
+    """Bit-line resistance per cell pitch (exact model), ohm."""
+    r_driver_ohm: float = 2.5
+    """Row-driver resistance (exact model), ohm."""
+    r_sense_ohm: float = 2.5
+    """Column sense resistance (exact model), ohm."""
+
+    def __post_init__(self) -> None:
+        for name in ("tile_rows", "tile_cols", "weight_bits", "bits_per_device"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value >= 1, f"{name} must be a whole number >= 1, got {value!r}.")
+        _check(
+            self.weight_bits % self.bits_per_device == 0,
+            f"bits_per_device K={self.bits_per_device} must divide weight_bits M={self.weight_bits}.",
+        )
+        _check(self.weight_bits <= 24, f"weight_bits must be <= 24, got {self.weight_bits}.")
+        for name in ("dac_bits", "adc_bits"):
+            value = getattr(self, name)
+            _check(
+                value is None or (isinstance(value, int) and 2 <= value <= 24),
+                f"{name} must be a whole number in 2..24 (a signed converter needs at least 2 bits), or None "
+                f"to switch it off; got {value!r}.",
+            )
+        _check(math.isfinite(self.prog_sigma) and self.prog_sigma >= 0, f"prog_sigma must be >= 0, got {self.prog_sigma!r}.")
+        _check(math.isfinite(self.adc_range) and self.adc_range > 0, f"adc_range must be > 0, got {self.adc_range!r}.")
+        for name, enum in (("mapping", Mapping), ("array_model", ArrayModel)):
+            try:
+                object.__setattr__(self, name, enum(getattr(self, name)))
+            except ValueError:
+                choices = ", ".join(e.value for e in enum)
+                raise SpecError(f"{name} must be one of {choices}; got {getattr(self, name)!r}.") from None
+        for name in ("r_wire_row_ohm", "r_wire_col_ohm", "r_driver_ohm", "r_sense_ohm"):
+            value = getattr(self, name)
+            _check(math.isfinite(value) and value >= 0, f"{name} must be a finite number >= 0, got {value!r}.")
+
+    @property
+    def slices(self) -> int:
+        """Devices per weight magnitude (M/K; 1 for the one-cell preset)."""
+        return 1 if self.mapping is Mapping.ONE_CELL else self.weight_bits // self.bits_per_device
+
+    @property
+    def polarities(self) -> int:
+        """Arrays per weight sign: 2 (differential pair) or 1 (one cell, sign in the periphery)."""
+        return 1 if self.mapping is Mapping.ONE_CELL else 2
+
+    @property
+    def device_levels(self) -> int:
+        """Highest level of one device, ``2^K − 1`` (1 for the continuous one-cell preset)."""
+        return 1 if self.mapping is Mapping.ONE_CELL else 2**self.bits_per_device - 1

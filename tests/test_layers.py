@@ -1,0 +1,255 @@
+"""The torch crossbar layer against its definitions (DESIGN §3–4), the nodal solver and torch."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cosim.device import FaultCode
+from cosim.errors import SpecError
+from cosim.layers import (
+    CrossbarConv2d,
+    CrossbarLinear,
+    HardwareConfig,
+    convert,
+    quantise_signed,
+    repeat_for_chips,
+    split_chips,
+    unconvert,
+)
+from cosim.layers import chip as chip_module
+from cosim.layers.arrays import exact_effective_conductance
+from cosim.specs import ArraySpec, FaultSpec, SolveOptions
+from cosim.spice import solve_crossbar
+
+NO_FAULTS = FaultSpec.none()
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def copy_from(dst, src):
+    with torch.no_grad():
+        dst.weight.copy_(src.weight)
+        dst.bias.copy_(src.bias)
+    return dst
+
+
+@pytest.mark.parametrize(
+    "hw",
+    [HardwareConfig(mapping="one_cell", faults=NO_FAULTS),
+     HardwareConfig(weight_bits=24, bits_per_device=4, faults=NO_FAULTS)],
+    ids=["one-cell", "24-bit-slices"],
+)
+def test_all_nonidealities_off_reproduces_torch(hw):
+    torch.manual_seed(0)
+    lin, conv = nn.Linear(70, 20).to(DEVICE), nn.Conv2d(3, 5, 3, stride=2, padding=1).to(DEVICE)
+    cl = copy_from(CrossbarLinear(70, 20, hw=hw).to(DEVICE), lin)
+    cc = copy_from(CrossbarConv2d(3, 5, 3, stride=2, padding=1, hw=hw).to(DEVICE), conv)
+    x, xi = torch.randn(9, 70, device=DEVICE), torch.randn(4, 3, 11, 11, device=DEVICE)
+    torch.testing.assert_close(cl(x), lin(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cc(xi), conv(xi), rtol=1e-5, atol=1e-5)
+
+
+def test_fault_rates_on_a_large_layer_match_definition():
+    faults = FaultSpec()
+    layer = CrossbarLinear(256, 256, hw=HardwareConfig(faults=faults), n_chips=2, seed=3)
+    codes = layer.chip_codes
+    n = codes.numel()  # 2 chips × 2 polarities × 4 slices × 65 536
+    for code, p in ((FaultCode.TF, faults.p_tf), (FaultCode.SA1, faults.p_sa1), (FaultCode.SA0, faults.p_sa0)):
+        assert abs((codes == code).float().mean().item() - p) < 5 * math.sqrt(p * (1 - p) / n)
+    theta = layer.chip_theta[codes == FaultCode.TF]
+    assert abs(theta.std().item() / faults.tf_sigma - 1) < 0.02
+
+
+def test_programming_variation_gives_0778_sigma_weight_noise():
+    """M = 8, K = 2: weight noise std = sqrt(9 · 4369)/255 · σ_d · max|W| ≈ 0.7776 σ_d max|W|."""
+    sigma_d = 0.2
+    expected = math.sqrt(9 * (1 + 16 + 256 + 4096)) / 255
+    clean = CrossbarLinear(300, 300, hw=HardwareConfig(faults=NO_FAULTS), n_chips=4, seed=1)
+    noisy = CrossbarLinear(300, 300, hw=HardwareConfig(faults=NO_FAULTS, prog_sigma=sigma_d), n_chips=4, seed=1)
+    with torch.no_grad():
+        noisy.weight.copy_(clean.weight)
+        diff = (noisy.realised_weights() - clean.realised_weights()).double()
+    wmax = clean.weight.abs().max().item()
+    ratio = diff.std().item() / (sigma_d * wmax)
+    # 360 000 Gaussian samples: the std's relative standard error is 1/sqrt(2N) ≈ 0.12 %.
+    assert abs(ratio / expected - 1) < 0.01, ratio
+    assert abs(diff.mean().item()) < 5 * diff.std().item() / math.sqrt(diff.numel())
+
+
+def test_one_cell_preset_fault_values():
+    hw = HardwareConfig(mapping="one_cell", faults=FaultSpec(p_tf=0.3, p_sa1=0.2, p_sa0=0.2, tf_sigma=0.5))
+    layer = CrossbarLinear(50, 40, hw=hw, seed=5)
+    w = layer.weight.detach().T
+    r = layer.realised_weights().detach()[0]
+    codes, theta = layer.chip_codes[0, 0, 0], layer.chip_theta[0, 0, 0]
+    wmax = w.abs().max()
+    sa1 = codes == FaultCode.SA1
+    torch.testing.assert_close(r[sa1], torch.sign(w[sa1]) * wmax)
+    assert torch.all(r[codes == FaultCode.SA0] == 0)
+    tf = codes == FaultCode.TF
+    torch.testing.assert_close(r[tf], w[tf] * torch.exp(-theta[tf]).float())
+    torch.testing.assert_close(r[codes == FaultCode.NONE], w[codes == FaultCode.NONE])
+
+
+def test_stuck_devices_in_differential_slices():
+    """All devices SA1 (or all SA0): both halves of every pair equal, every weight reads 0."""
+    for faults in (FaultSpec(p_tf=0, p_sa1=1.0, p_sa0=0), FaultSpec(p_tf=0, p_sa1=0, p_sa0=1.0)):
+        layer = CrossbarLinear(10, 6, hw=HardwareConfig(faults=faults))
+        assert torch.all(layer.realised_weights().detach() == 0)
+    # One SA1 on the idle (negative) device of the most significant slice of a positive weight
+    # subtracts a full-scale slice: 2^6 · 3 levels · max|W|/255.
+    layer = CrossbarLinear(4, 3, hw=HardwareConfig(faults=NO_FAULTS))
+    with torch.no_grad():
+        layer.weight.fill_(0.5)
+        layer.chip_codes[0, 1, 3, 0, 0] = FaultCode.SA1
+        layer._cache = None
+        r = layer.realised_weights()[0]
+    g_ratio = (1 / 1e4 - 1 / 1e6) / (1 / 1e4 - 1 / 1e6)
+    assert r[0, 0].item() == pytest.approx(0.5 - 64 * 3 * g_ratio * 0.5 / 255, rel=1e-5)
+
+
+@pytest.mark.parametrize("solver", ["nodal", "ngspice"])
+def test_exact_array_model_equals_circuit_solution(solver):
+    rng = np.random.default_rng(9)
+    spec = ArraySpec(12, 9, r_wire_row_ohm=4.0, r_wire_col_ohm=2.0)
+    g = 1 / rng.uniform(1e4, 1e6, spec.shape)
+    v = rng.uniform(0, 0.2, (5, 12))
+    geff = exact_effective_conductance(g, spec)
+    currents = solve_crossbar(spec, g, v, SolveOptions(solver=solver)).currents_amp
+    np.testing.assert_allclose(v @ geff, currents, rtol=1e-9)
+
+
+def test_exact_model_in_the_layer(monkeypatch):
+    torch.manual_seed(1)
+    base = dict(tile_rows=8, tile_cols=8, faults=NO_FAULTS, weight_bits=8, bits_per_device=4)
+    ideal = CrossbarLinear(12, 10, hw=HardwareConfig(**base))
+    wireless = CrossbarLinear(12, 10, hw=HardwareConfig(array_model="exact", r_wire_row_ohm=0, r_wire_col_ohm=0,
+                                                        r_driver_ohm=0, r_sense_ohm=0, **base))
+    lossy = CrossbarLinear(12, 10, hw=HardwareConfig(array_model="exact", r_wire_row_ohm=50, r_wire_col_ohm=50, **base))
+    for m in (wireless, lossy):
+        m.load_state_dict(ideal.state_dict())
+    x = torch.rand(6, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(wireless(x), ideal(x), rtol=1e-5, atol=1e-6)
+        with torch.no_grad():
+            for m in (ideal, lossy):
+                m.weight.abs_()
+        # IR drop only ever loses current: positive weights and inputs read lower.
+        assert torch.all(lossy(x) - lossy.bias < ideal(x) - ideal.bias)
+    # Inference does no circuit work per batch: the tiles are solved once, until weights change.
+    calls = []
+    real = chip_module.exact_effective_conductance
+    monkeypatch.setattr(chip_module, "exact_effective_conductance", lambda *a: calls.append(1) or real(*a))
+    lossy.eval()
+    lossy._cache = None
+    with torch.no_grad():
+        lossy(x), lossy(x), lossy(x)
+        first = len(calls)
+        lossy.weight.mul_(0.9)
+        lossy(x)
+    assert first == 2 * 2 * 2 * 2 and len(calls) == 2 * first  # 2 row tiles × 2 col tiles × P × S
+
+
+def test_same_seed_same_output_and_chips_vectorised():
+    hw = HardwareConfig(faults=FaultSpec(), prog_sigma=0.1)
+    a = CrossbarLinear(30, 7, hw=hw, n_chips=3, seed=11)
+    b = CrossbarLinear(30, 7, hw=hw, n_chips=3, seed=11)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(5, 30)
+    xr = repeat_for_chips(x, 3)
+    ya, yb = a(xr), b(xr)
+    assert torch.equal(ya, yb)
+    c = CrossbarLinear(30, 7, hw=hw, n_chips=3, seed=12)
+    c.weight.data.copy_(a.weight.data)
+    c.bias.data.copy_(a.bias.data)
+    assert not torch.allclose(c(xr), ya)
+    # Chip k of the batched pass equals a one-chip layer holding chip k's draw.
+    per_chip = split_chips(ya, 3)
+    for k in range(3):
+        one = CrossbarLinear(30, 7, hw=hw, n_chips=1, seed=0)
+        one.weight.data.copy_(a.weight.data)
+        one.bias.data.copy_(a.bias.data)
+        one.chip_codes, one.chip_theta, one.chip_noise = (t[k : k + 1] for t in (a.chip_codes, a.chip_theta, a.chip_noise))
+        one._cache = None
+        torch.testing.assert_close(one(x), per_chip[k])
+    with pytest.raises(SpecError, match="multiple of 3"):
+        a(torch.randn(4, 30))
+
+
+def test_gradcheck_float64():
+    torch.manual_seed(2)
+    faults = FaultSpec(p_tf=0.3, p_sa1=0.1, p_sa0=0.1)
+    # Input path through the layers (chips with faults and variation, ideal array).
+    for layer, x in (
+        (CrossbarLinear(6, 4, hw=HardwareConfig(mapping="one_cell", faults=faults), n_chips=2, dtype=torch.float64),
+         torch.randn(4, 6, dtype=torch.float64, requires_grad=True)),
+        (CrossbarConv2d(2, 3, 3, hw=HardwareConfig(faults=faults, prog_sigma=0.1), dtype=torch.float64),
+         torch.randn(2, 2, 5, 5, dtype=torch.float64, requires_grad=True)),
+    ):
+        assert torch.autograd.gradcheck(layer, (x,))
+    # Weight path of the one-cell preset: exactly differentiable (TF scales, stuck cells constant).
+    chips = chip_module.draw_chips((6, 4), HardwareConfig(mapping="one_cell", faults=faults), 3, seed=1)
+    w = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    hw = HardwareConfig(mapping="one_cell", faults=faults)
+    assert torch.autograd.gradcheck(lambda w: chip_module.one_cell_weights(w, hw, chips), (w,))
+
+
+def test_faulty_weights_receive_no_gradient():
+    layer = CrossbarLinear(40, 30, hw=HardwareConfig(faults=FaultSpec()), seed=4)
+    layer(torch.randn(8, 40)).pow(2).sum().backward()
+    faulty = layer.healthy == 0
+    assert faulty.any() and (~faulty).any()
+    assert torch.all(layer.weight.grad[faulty] == 0)
+    assert (layer.weight.grad[~faulty] != 0).float().mean() > 0.99
+
+
+def test_converters_within_half_a_step():
+    torch.manual_seed(3)
+    x = torch.rand(10_000) * 2 - 1
+    for bits in (2, 4, 8):
+        step = 1.0 / (2 ** (bits - 1) - 1)
+        q = quantise_signed(x, torch.tensor(1.0), bits)
+        assert torch.all((q - x).abs() <= step / 2 + 1e-7)
+        assert len(torch.unique(q)) <= 2 ** bits - 1
+    hw = HardwareConfig(mapping="one_cell", faults=NO_FAULTS, dac_bits=6, adc_bits=10, tile_rows=16)
+    lin = nn.Linear(40, 5)
+    layer = copy_from(CrossbarLinear(40, 5, hw=hw), lin)
+    xin = torch.rand(32, 40)
+    err = (layer(xin) - lin(xin)).abs().max().item()
+    assert 0 < err < 0.1 * lin(xin).abs().max().item()
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        (dict(weight_bits=8, bits_per_device=3), "must divide weight_bits"),
+        (dict(adc_bits=0), "adc_bits must be a whole number in 2..24"),
+        (dict(dac_bits=1), "dac_bits must be"),
+        (dict(tile_rows=0), "tile_rows must be a whole number >= 1"),
+        (dict(prog_sigma=-0.1), "prog_sigma must be >= 0"),
+        (dict(array_model="spice"), "array_model must be one of ideal, exact"),
+    ],
+)
+def test_bad_hardware_configs_refused(kwargs, fragment):
+    with pytest.raises(SpecError, match=fragment):
+        HardwareConfig(**kwargs)
+    with pytest.raises(SpecError, match="must be a probability"):
+        HardwareConfig(faults=FaultSpec(p_sa1=-0.1))
+    with pytest.raises(SpecError, match="sum to"):
+        HardwareConfig(faults=FaultSpec(p_tf=0.5, p_sa1=0.4, p_sa0=0.2))
+
+
+def test_convert_and_back_keeps_weights():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+    x = torch.randn(3, 1, 8, 8)
+    ref = model(x)
+    convert(model, HardwareConfig(mapping="one_cell", faults=NO_FAULTS), seed=7)
+    assert isinstance(model[0], CrossbarConv2d) and isinstance(model[3], CrossbarLinear)
+    assert model[0].seed != model[3].seed
+    torch.testing.assert_close(model(x), ref, rtol=1e-5, atol=1e-5)
+    unconvert(model)
+    assert type(model[0]) is nn.Conv2d and type(model[3]) is nn.Linear
+    torch.testing.assert_close(model(x), ref)

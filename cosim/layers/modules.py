@@ -213,11 +213,7 @@ def convert(model: nn.Module, hw: HardwareConfig, n_chips: int = 1, seed: int = 
                 raise SpecError(f"layer {name!r}: only groups=1, numeric zero padding convolutions map to crossbars.")
             new = CrossbarConv2d(old.in_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
                                  old.dilation, old.bias is not None, **kw)
-        with torch.no_grad():
-            new.weight.copy_(old.weight)
-            if old.bias is not None:
-                new.bias.copy_(old.bias)
-        _replace(model, name, new)
+        _replace(model, name, _with_params_of(new, old))
     return model
 
 
@@ -232,12 +228,17 @@ def unconvert(model: nn.Module) -> nn.Module:
                             bias=m.bias is not None, device=m.weight.device, dtype=m.weight.dtype)
         else:
             continue
-        with torch.no_grad():
-            new.weight.copy_(m.weight)
-            if m.bias is not None:
-                new.bias.copy_(m.bias)
-        _replace(model, name, new)
+        _replace(model, name, _with_params_of(new, m))
     return model
+
+
+def _with_params_of(new: nn.Module, old: nn.Module) -> nn.Module:
+    """Copy weight (and bias) from ``old`` into ``new``; returns ``new``."""
+    with torch.no_grad():
+        new.weight.copy_(old.weight)
+        if old.bias is not None:
+            new.bias.copy_(old.bias)
+    return new
 
 
 def _replace(model: nn.Module, dotted: str, new: nn.Module) -> None:

@@ -89,14 +89,6 @@ class Circuit:
                     seen.setdefault(n, None)
         return tuple(seen)
 
-    @property
-    def driven_rows(self) -> np.ndarray:
-        """int array of the rows that carry a driver, in emission order."""
-        return np.array(
-            [int(e.value) for e in self.elements if e.kind in (Kind.CURRENT_SOURCE, Kind.VOLTAGE_SOURCE) and e.value >= 0],
-            dtype=np.int64,
-        )
-
     def output_currents(self, node_voltages_or_branch: np.ndarray) -> np.ndarray:
         """Column currents (amperes) from the output vectors, shape ``(..., cols)``."""
         if self.spec.r_sense_ohm > 0:

@@ -1,7 +1,7 @@
 """The fast torch crossbar layer: tiles, bit slices, differential pairs, faults, variation,
 DAC/ADC and the array models (DESIGN §4)."""
 
-from cosim.layers.chip import ChipDraw, draw_chips, realised_weights
+from cosim.layers.chip import ChipDraw, draw_chips
 from cosim.layers.config import ArrayModel, HardwareConfig, Mapping
 from cosim.layers.modules import (
     CrossbarConv2d,
@@ -23,7 +23,6 @@ __all__ = [
     "convert",
     "draw_chips",
     "quantise_signed",
-    "realised_weights",
     "repeat_for_chips",
     "split_chips",
     "unconvert",

@@ -16,7 +16,7 @@ import torch
 
 from cosim.device import FaultCode, draw_fault_map
 from cosim.layers.arrays import exact_effective_conductance, tile_spec
-from cosim.layers.config import ArrayModel, HardwareConfig, Mapping
+from cosim.layers.config import ArrayModel, HardwareConfig
 
 
 @dataclass(frozen=True)
@@ -120,10 +120,10 @@ def _exact(g: torch.Tensor, hw: HardwareConfig) -> torch.Tensor:
     n, p, s, n_in, n_out = g.shape
     out = torch.empty_like(g)
     gn = g.cpu().numpy()
+    spec = tile_spec(hw)
     for r0 in range(0, n_in, hw.tile_rows):
         for c0 in range(0, n_out, hw.tile_cols):
             rows, cols = min(hw.tile_rows, n_in - r0), min(hw.tile_cols, n_out - c0)
-            spec = tile_spec(hw)
             for idx in np.ndindex(n, p, s):
                 # Unused cells of a partial tile are real devices left at HRS, on rows driven at 0 V.
                 tile = np.full((hw.tile_rows, hw.tile_cols), hw.device.g_off_siemens)
@@ -131,18 +131,3 @@ def _exact(g: torch.Tensor, hw: HardwareConfig) -> torch.Tensor:
                 geff = exact_effective_conductance(tile, spec)
                 out[idx][r0 : r0 + rows, c0 : c0 + cols] = torch.from_numpy(geff[:rows, :cols])
     return out.to(g.device)
-
-
-def realised_weights(w_in_out: torch.Tensor, hw: HardwareConfig, chips: ChipDraw) -> torch.Tensor:
-    """(n, in, out) weights the chips realise, with an explicit straight-through gradient.
-
-    One-cell preset: exactly differentiable (see :func:`one_cell_weights`). Physical preset:
-    the forward value is the hardware's; the gradient w.r.t. ``w`` is the identity (a
-    straight-through estimator through quantisation, slicing, variation and the array model).
-    """
-    if hw.mapping is Mapping.ONE_CELL:
-        return one_cell_weights(w_in_out, hw, chips)
-    delta, scale = slice_levels(w_in_out, hw, chips)
-    weights = (2.0 ** (hw.bits_per_device * torch.arange(hw.slices, dtype=torch.float64))).view(1, -1, 1, 1)
-    hw_w = (scale * (delta * weights.to(delta.device)).sum(dim=1)).to(w_in_out.dtype)
-    return w_in_out.unsqueeze(0) + (hw_w - w_in_out.detach().unsqueeze(0))

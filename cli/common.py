@@ -67,15 +67,20 @@ class RichReporter:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[note]}"),
             console=err_console,
             transient=True,
         )
         self._progress.start()
-        self._task = self._progress.add_task(description, total=total)
+        self._task = self._progress.add_task(description, total=total, note="")
 
     def advance(self, steps: int = 1) -> None:  # noqa: D102
         if self._progress is not None:
             self._progress.advance(self._task, steps)
+
+    def note(self, text: str) -> None:  # noqa: D102
+        if self._progress is not None:
+            self._progress.update(self._task, note=text)
 
     def finish(self) -> None:  # noqa: D102
         if self._progress is not None:

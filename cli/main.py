@@ -1,4 +1,4 @@
-"""The ``cosim`` application: ``info``, ``demo`` and the ``spice`` commands."""
+"""The ``cosim`` application: ``info``, ``demo``, ``spice``, ``data``, ``train`` and ``evaluate``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from cosim.specs import ArraySpec, DeviceSpec, FaultSpec, SolveOptions, Solver
 from cosim.spice import ngspice_version, solve_crossbar
 from cosim.spice.ngspice import library_path
 
-from . import spice
+from . import runs, spice
 from .common import RichReporter, console, friendly_errors, setup_logging
 from .spice import print_result_table, summary_dict
 
@@ -28,6 +28,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(spice.app, name="spice")
+app.add_typer(runs.data_app, name="data")
+app.command()(runs.train)
+app.command()(runs.evaluate)
 
 
 @app.callback()

@@ -18,6 +18,9 @@ class Reporter(Protocol):
     def advance(self, steps: int = 1) -> None:
         """``steps`` more steps are done."""
 
+    def note(self, text: str) -> None:
+        """A short live status (e.g. the running loss) to show beside the bar."""
+
     def finish(self) -> None:
         """The task ended (successfully or not)."""
 
@@ -29,6 +32,9 @@ class NullReporter:
         pass
 
     def advance(self, steps: int = 1) -> None:  # noqa: D102
+        pass
+
+    def note(self, text: str) -> None:  # noqa: D102
         pass
 
     def finish(self) -> None:  # noqa: D102

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cosim.device import FaultCode
@@ -252,3 +253,78 @@ def test_convert_and_back_keeps_weights():
     unconvert(model)
     assert type(model[0]) is nn.Conv2d and type(model[3]) is nn.Linear
     torch.testing.assert_close(model(x), ref)
+
+
+def test_adc_per_tile_and_slice_matches_a_plain_loop():
+    """The batched ADC path equals quantising every tile-slice-column current one by one."""
+    torch.manual_seed(5)
+    hw = HardwareConfig(faults=FaultSpec(), prog_sigma=0.1, adc_bits=5, tile_rows=16, adc_range=0.25)
+    layer = CrossbarLinear(40, 6, hw=hw, seed=2)  # 40 inputs: tiles of 16, 16 and 8 rows
+    x = torch.rand(7, 40) - 0.3
+    with torch.no_grad():
+        got = layer(x) - layer.bias
+        parts, coef = layer._slices()
+        top = 2**4 - 1
+        want = torch.zeros(7, 6)
+        for r0 in range(0, 40, 16):
+            xt = x[:, r0 : r0 + 16]
+            for s in range(hw.slices):
+                y = xt @ parts[0, s, r0 : r0 + 16]
+                step = 0.25 * 16 * 3 * x.abs().amax(dim=1, keepdim=True) / top
+                want += coef[s] * torch.clamp(torch.round(y / step), -top, top) * step
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(got, x @ layer.realised_weights()[0], atol=1e-3)  # quantisation is visible
+
+
+def test_chips_are_prefix_stable_and_grouped_conv_equals_each_chip():
+    hw = HardwareConfig(faults=FaultSpec(), prog_sigma=0.2)
+    many = chip_module.draw_chips((12, 5), hw, 5, seed=9)
+    one = chip_module.draw_chips((12, 5), hw, 1, seed=9, first_chip=3)
+    assert torch.equal(many.codes[3:4], one.codes) and torch.equal(many.theta[3:4], one.theta)
+    assert torch.equal(many.prog_noise[3:4], one.prog_noise)
+    assert not torch.equal(many.codes[2], many.codes[3])
+    torch.manual_seed(6)
+    conv = CrossbarConv2d(3, 4, 3, padding=1, hw=hw, n_chips=3, seed=9)
+    x = torch.randn(2, 3, 6, 6)
+    per_chip = split_chips(conv(repeat_for_chips(x, 3)), 3)
+    with torch.no_grad():
+        for k in range(3):
+            kernel = conv.realised_weights()[k].T.reshape(conv.weight.shape)
+            torch.testing.assert_close(per_chip[k], F.conv2d(x, kernel, conv.bias, padding=1), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(per_chip[0], per_chip[1])
+
+
+def test_conv_adc_path_agrees_with_grouped_path_at_high_resolution():
+    torch.manual_seed(7)
+    base = dict(faults=FaultSpec(), prog_sigma=0.1, tile_rows=16)
+    fine = CrossbarConv2d(3, 4, 3, stride=2, hw=HardwareConfig(**base, adc_bits=20, dac_bits=20), n_chips=2, seed=1)
+    plain = CrossbarConv2d(3, 4, 3, stride=2, hw=HardwareConfig(**base), n_chips=2, seed=1)
+    plain.load_state_dict(fine.state_dict())
+    x = repeat_for_chips(torch.randn(3, 3, 9, 9), 2)
+    torch.testing.assert_close(fine(x), plain(x), rtol=1e-4, atol=1e-4)
+    coarse = CrossbarConv2d(3, 4, 3, stride=2, hw=HardwareConfig(**base, adc_bits=4), n_chips=2, seed=1)
+    coarse.load_state_dict(fine.state_dict())
+    assert not torch.allclose(coarse(x), plain(x), atol=1e-3)
+
+
+def test_slice_levels_match_the_device_fault_model():
+    """The layer's affine chip response equals programming conductances and applying
+    :func:`cosim.device.apply_faults` (the one fault model) device by device."""
+    from cosim.device import FaultMap, apply_faults
+
+    hw = HardwareConfig(faults=FaultSpec(p_tf=0.3, p_sa1=0.15, p_sa0=0.1, tf_sigma=0.4), prog_sigma=0.2)
+    layer = CrossbarLinear(12, 9, hw=hw, n_chips=2, seed=8, dtype=torch.float64)
+    w = layer.weight.detach().T.numpy()
+    parts, coef = layer._slices()
+    dev, levels = hw.device, hw.device_levels
+    q = np.round(np.abs(w) / np.abs(w).max() * 255).astype(int)
+    for k in range(2):
+        for s in range(hw.slices):
+            active = ((q >> (2 * s)) & 3) + layer.chip_noise[k, s].numpy()
+            lv = [np.where(w >= 0, active, 0.0), np.where(w >= 0, 0.0, active)]
+            g = [apply_faults(dev.g_off_siemens + lv[p] / levels * (dev.g_on_siemens - dev.g_off_siemens),
+                              FaultMap(layer.chip_codes[k, p, s].numpy(), layer.chip_theta[k, p, s].numpy()), dev)
+                 for p in (0, 1)]
+            want = (g[0] - g[1]) / (dev.g_on_siemens - dev.g_off_siemens) * levels
+            np.testing.assert_allclose(parts[k, s].numpy(), want, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(coef, torch.tensor([1.0, 4, 16, 64], dtype=torch.float64) * np.abs(w).max() / 255)

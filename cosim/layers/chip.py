@@ -47,44 +47,100 @@ class ChipDraw:
         return ChipDraw(self.codes.to(device), self.theta.to(device), self.prog_noise.to(device))
 
 
-def draw_chips(shape_in_out: tuple[int, int], hw: HardwareConfig, n_chips: int, seed: int) -> ChipDraw:
-    """Draw ``n_chips`` chips for an ``in × out`` weight matrix from one explicit seed.
+def draw_chips(shape_in_out: tuple[int, int], hw: HardwareConfig, n_chips: int, seed: int,
+               first_chip: int = 0) -> ChipDraw:
+    """Draw chips ``first_chip … first_chip + n_chips − 1`` for an ``in × out`` weight matrix.
 
-    The same ``(shape, hw, n_chips, seed)`` always gives the same draw; chip ``k`` of a draw of
-    ``n`` chips equals chip ``k`` of any larger draw only if the shapes match (draws are not
-    prefix-stable; store the seed, not the chip index).
+    Chip ``k`` is drawn from its own stream ``numpy.random.default_rng([seed, k])``, so it is the
+    same whether it is drawn alone, among 3 or among 200 chips: Monte Carlo can run in chunks of
+    any size and give the same numbers.
     """
-    rng = np.random.default_rng(seed)
-    full = (n_chips, hw.polarities, hw.slices, *shape_in_out)
-    fault_map = draw_fault_map(full, hw.faults, rng)
-    noise = rng.normal(0.0, 1.0, (n_chips, hw.slices, *shape_in_out)) * hw.prog_sigma * hw.device_levels
+    full = (hw.polarities, hw.slices, *shape_in_out)
+    codes, theta, noise = [], [], []
+    for k in range(first_chip, first_chip + n_chips):
+        rng = np.random.default_rng([seed, k])
+        fault_map = draw_fault_map(full, hw.faults, rng)
+        codes.append(fault_map.codes)
+        theta.append(fault_map.theta)
+        noise.append(rng.normal(0.0, 1.0, (hw.slices, *shape_in_out)) * (hw.prog_sigma * hw.device_levels))
     return ChipDraw(
-        codes=torch.from_numpy(fault_map.codes),
-        theta=torch.from_numpy(fault_map.theta),
-        prog_noise=torch.from_numpy(noise),
+        codes=torch.from_numpy(np.stack(codes)),
+        theta=torch.from_numpy(np.stack(theta)),
+        prog_noise=torch.from_numpy(np.stack(noise)),
     )
 
 
-def slice_levels(w_in_out: torch.Tensor, hw: HardwareConfig, chips: ChipDraw) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class ChipResponse:
+    """How each chip turns programmed levels into realised differential levels (ideal array).
+
+    Per slice device pair, ``delta = (digit + noise) · gain + offset`` where ``gain`` is the
+    positive device's gain ``g⁺`` for a positive weight (its level sits on the positive device)
+    and ``−g⁻`` for a negative one; gains are 1 (healthy), ``e^{−θ}`` (TF) or 0 (stuck). Stored
+    as ``gain = neg_gain + [w ≥ 0] · gain_sum`` with ``neg_gain = −g⁻``, ``gain_sum = g⁺ + g⁻``.
+    The offset is what the faulty devices leak, ``(G⁺ − G⁻)`` at level 0, in level units.
+    All (n, S, in, out).
+    """
+
+    neg_gain: torch.Tensor
+    gain_sum: torch.Tensor
+    offset: torch.Tensor
+    noise: torch.Tensor
+
+
+def chip_response(hw: HardwareConfig, chips: ChipDraw, dtype: torch.dtype) -> ChipResponse:
+    """Precompute a chip's :class:`ChipResponse` once, so each weight update costs a few passes."""
+    dev = hw.device
+    per_level = (dev.g_on_siemens - dev.g_off_siemens) / hw.device_levels  # siemens per level
+    decay = torch.where(chips.codes == FaultCode.TF, torch.exp(-chips.theta), torch.ones_like(chips.theta))
+    stuck = (chips.codes == FaultCode.SA1) | (chips.codes == FaultCode.SA0)
+    gain = torch.where(stuck, torch.zeros_like(decay), decay)
+    level0 = torch.where(chips.codes == FaultCode.SA1, dev.g_on_siemens, dev.g_off_siemens * decay)  # G at level 0
+    offset = (level0[:, 0] - level0[:, 1]) / per_level
+    return ChipResponse((-gain[:, 1]).to(dtype), (gain[:, 0] + gain[:, 1]).to(dtype), offset.to(dtype),
+                        chips.prog_noise.to(dtype))
+
+
+def _digits(w: torch.Tensor, hw: HardwareConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(S, in, out) programmed level of every slice (w's magnitude on M bits) and max|W|."""
+    wmax = w.abs().max().clamp_min(torch.finfo(w.dtype).tiny)
+    full = 2**hw.weight_bits - 1
+    q = torch.round(w.abs().to(torch.float64) / wmax * full).clamp(0, full).to(torch.int32)
+    shifts = torch.arange(hw.slices, dtype=torch.int32, device=w.device).reshape(-1, 1, 1) * hw.bits_per_device
+    return (q.unsqueeze(0) >> shifts) & hw.device_levels, wmax
+
+
+def slice_levels(w_in_out: torch.Tensor, hw: HardwareConfig, chips: ChipDraw,
+                 response: ChipResponse | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Differential level of every slice as the hardware realises it (no gradient).
 
     Args:
         w_in_out: (in, out) weights (transposed ``nn.Linear`` weight).
         hw: the configuration (physical preset).
         chips: the draw.
+        response: the chips' precomputed :func:`chip_response` (ideal array only; computed
+            here when not given).
 
     Returns:
-        ``(delta, scale)``: ``delta`` float64 (n, S, in, out) is ``(G⁺ − G⁻)/(g_on − g_off)·(2^K−1)``
-        per slice after variation, faults and the array model; the realised weight is
-        ``scale · Σ_s 2^{sK} delta_s`` with ``scale = max|W| / (2^M − 1)``.
+        ``(delta, scale)``: ``delta`` (n, S, in, out) is ``(G⁺ − G⁻)/(g_on − g_off)·(2^K−1)`` per
+        slice after variation, faults and the array model (float64 for the exact model, the
+        weight's dtype otherwise); the realised weight is ``scale · Σ_s 2^{sK} delta_s`` with
+        ``scale = max|W| / (2^M − 1)``.
     """
+    w = w_in_out.detach()
+    digits, wmax = _digits(w, hw)
+    scale = wmax / (2**hw.weight_bits - 1)
+    if hw.array_model is ArrayModel.EXACT:
+        return _exact_levels(w, digits.to(torch.float64), hw, chips), scale
+    r = response if response is not None else chip_response(hw, chips, w.dtype)
+    gain = torch.addcmul(r.neg_gain, (w >= 0).to(w.dtype), r.gain_sum)
+    return torch.addcmul(r.offset, r.noise + digits, gain), scale
+
+
+def _exact_levels(w: torch.Tensor, digits: torch.Tensor, hw: HardwareConfig, chips: ChipDraw) -> torch.Tensor:
+    """Conductances of both arrays per slice → faults → circuit → differential levels, float64."""
     dev = hw.device
-    w = w_in_out.detach().to(torch.float64)
-    wmax = w.abs().max().clamp_min(torch.finfo(torch.float64).tiny)
-    full = 2**hw.weight_bits - 1
-    q = torch.round(w.abs() / wmax * full).clamp(0, full).to(torch.int64)
     levels = hw.device_levels
-    digits = torch.stack([(q >> (s * hw.bits_per_device)) & levels for s in range(hw.slices)]).to(torch.float64)
     active = digits.unsqueeze(0) + chips.prog_noise  # (n, S, in, out)
     positive = (w >= 0).unsqueeze(0).unsqueeze(0)
     zero = torch.zeros_like(active)
@@ -93,10 +149,8 @@ def slice_levels(w_in_out: torch.Tensor, hw: HardwareConfig, chips: ChipDraw) ->
     g = torch.where(chips.codes == FaultCode.TF, g * torch.exp(-chips.theta), g)
     g = torch.where(chips.codes == FaultCode.SA1, torch.full_like(g, dev.g_on_siemens), g)
     g = torch.where(chips.codes == FaultCode.SA0, torch.full_like(g, dev.g_off_siemens), g)
-    if hw.array_model is ArrayModel.EXACT:
-        g = _exact(g, hw)
-    delta = (g[:, 0] - g[:, 1]) / (dev.g_on_siemens - dev.g_off_siemens) * levels
-    return delta, wmax / full
+    g = _exact(g, hw)
+    return (g[:, 0] - g[:, 1]) / (dev.g_on_siemens - dev.g_off_siemens) * levels
 
 
 def one_cell_weights(w_in_out: torch.Tensor, hw: HardwareConfig, chips: ChipDraw) -> torch.Tensor:

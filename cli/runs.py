@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 import tomllib
 from pathlib import Path
 from typing import Annotated
@@ -68,7 +67,8 @@ def train(
         if value is not None:
             flags[section][key] = value.value if hasattr(value, "value") else (str(value) if isinstance(value, Path) else value)
     exp = Experiment.from_sections(_merge(_merge(sections, flags), _overrides(sets or [])))
-    command = "cosim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    # The command that redoes (or resumes) this run exactly: its own config.toml holds every setting.
+    command = f"cosim train --config {shlex.quote(str(out / 'config.toml'))} --out {shlex.quote(str(out))}"
     metrics = train_run(exp, out, command, RichReporter())
     hw = metrics["hardware"]
     table = Table(title=f"{exp.run.model.value} · {exp.train.method.value} → {out}")

@@ -1,0 +1,82 @@
+"""``cosim train`` / ``evaluate`` / ``data check`` end to end on tiny IDX data, and their bad input."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cosim.cli.main import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def teacher_run(tiny_mnist, tmp_path):
+    out = tmp_path / "teacher"
+    res = invoke("train", "--out", out, "--data-dir", tiny_mnist, "--model", "lenet5", "--epochs", 2,
+                 "--eval-chips", 3, "--set", "hardware.p_sa1=0.05")
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_train_writes_a_complete_run(teacher_run):
+    metrics = json.loads((teacher_run / "metrics.json").read_text())
+    assert metrics["digital_accuracy"] > 0.9 and metrics["hardware"]["n_chips"] == 3
+    assert metrics["hardware"]["mean"] <= metrics["digital_accuracy"] + 0.02
+    assert metrics["command"] == f"cosim train --config {teacher_run}/config.toml --out {teacher_run}"
+    for name in ("config.toml", "model.pt", "loss.png", "accuracy_per_chip.png"):
+        assert (teacher_run / name).stat().st_size > 0
+    assert (teacher_run / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert 'p_sa1 = 0.05' in (teacher_run / "config.toml").read_text()
+
+
+def test_onchip_retraining_and_evaluate(teacher_run, tiny_mnist, tmp_path):
+    out = tmp_path / "masked"
+    res = invoke("train", "--out", out, "--data-dir", tiny_mnist, "--method", "masked", "--teacher", teacher_run,
+                 "--chips", 2, "--set", "hardware.p_sa1=0.09", "--set", "hardware.p_tf=0.14")
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["hardware"]["n_chips"] == 2 and m["unretrained"]["n_chips"] == 2
+    assert m["hardware"]["mean"] >= m["unretrained"]["mean"]
+    assert sorted(p.name for p in (out / "students").iterdir()) == ["chip-0.pt", "chip-1.pt"]
+    # Same command again: both chips are done, nothing is retrained, metrics identical.
+    again = invoke("train", "--out", out, "--data-dir", tiny_mnist, "--method", "masked", "--teacher", teacher_run,
+                   "--chips", 2, "--set", "hardware.p_sa1=0.09", "--set", "hardware.p_tf=0.14")
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "metrics.json").read_text())["hardware"] == m["hardware"]
+    res = invoke("evaluate", "--run", teacher_run, "--chips", 4)
+    assert res.exit_code == 0, res.output
+    assert json.loads((teacher_run / "evaluation.json").read_text())["n_chips"] == 4
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--set", "train.epochz=2"], "unknown training key(s) epochz"),
+        (["--set", "hardware.p_sa1=1.5"], "p_sa1"),
+        (["--set", "run.colour=1"], "unknown run key(s) colour"),
+        (["--set", "nonsense"], "is not section.key=value"),
+        (["--method", "kd"], "needs run.teacher"),
+    ],
+)
+def test_bad_configuration_one_line(tiny_mnist, tmp_path, extra, fragment):
+    res = invoke("train", "--out", tmp_path / "r", "--data-dir", tiny_mnist, *extra)
+    assert res.exit_code != 0
+    assert fragment in res.output and "Traceback" not in res.output
+
+
+def test_bad_files_one_line(tiny_mnist, teacher_run, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[train\nepochs = 1")
+    res = invoke("train", "--out", tmp_path / "r", "--config", cfg)
+    assert res.exit_code == 1 and "is not valid TOML" in res.output
+    res = invoke("train", "--out", tmp_path / "r2", "--data-dir", tiny_mnist, "--model", "mlp", "--method", "masked",
+                 "--teacher", teacher_run)
+    assert res.exit_code == 1 and "holds a lenet5 model, not the configured mlp" in res.output
+    (tiny_mnist / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x01\x07")
+    res = invoke("data", "check", "--data-dir", tiny_mnist)
+    assert res.exit_code == 1 and "fails its checksum" in res.output

@@ -194,8 +194,9 @@ def save_model(path: Path, model: nn.Module, name: ModelName, extra: dict | None
 
 
 def load_model(path: Path, name: ModelName, shape: tuple[int, int, int], classes: int) -> nn.Module:
-    """Build model ``name`` and load ``path`` into it, refusing a file of another model."""
-    path = Path(path)
+    """Build model ``name`` and load ``path`` (a model.pt or a run directory) into it, refusing a
+    file of another model."""
+    path, name = Path(path), ModelName(name)
     if path.is_dir():
         path = path / "model.pt"
     try:
@@ -235,10 +236,12 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
     reporter = reporter or NullReporter()
     out = Path(out)
     config_path = out / "config.toml"
-    text = to_toml(exp.to_sections())
-    if config_path.exists() and config_path.read_text() != text:
-        raise SpecError(f"{out} holds a run with another configuration; choose a new --out or delete it.")
-    write_text(config_path, text)
+    if config_path.exists():
+        # The number of retrained chips may grow (or shrink) between calls: finished chips are kept.
+        old = Experiment.from_sections(read_toml(config_path))
+        if replace(old, run=replace(old.run, chips=exp.run.chips)) != exp:
+            raise SpecError(f"{out} holds a run with another configuration; choose a new --out or delete it.")
+    write_text(config_path, to_toml(exp.to_sections()))
     device = exp.run.device.resolve()
     train_data, test_data = _data(exp.run)
     train_data, test_data = _to(train_data, device), _to(test_data, device)

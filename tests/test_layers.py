@@ -328,3 +328,33 @@ def test_slice_levels_match_the_device_fault_model():
             want = (g[0] - g[1]) / (dev.g_on_siemens - dev.g_off_siemens) * levels
             np.testing.assert_allclose(parts[k, s].numpy(), want, rtol=1e-12, atol=1e-12)
     assert torch.allclose(coef, torch.tensor([1.0, 4, 16, 64], dtype=torch.float64) * np.abs(w).max() / 255)
+
+
+def test_weight_formats_dfp_and_static_fixed_point():
+    from cosim.specs import DeviceSpec
+
+    torch.manual_seed(9)
+    w = (torch.rand(64, 32) * 2 - 1) * 0.3  # max|W| just under 0.3
+    expected = {"max_scaled": w.abs().max().item(), "dynamic_fixed_point": 0.5, "static_fixed_point": 4.0}
+    for fmt, full in expected.items():
+        layer = CrossbarLinear(32, 64, bias=False, hw=HardwareConfig(weight_format=fmt, fixed_point_range=4.0))
+        with torch.no_grad():
+            layer.weight.copy_(w)
+            got = layer.realised_weights()[0].T
+        want = torch.round(w.abs() / full * 255) * full / 255 * torch.sign(w)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    # Paper 001's point: with a low on/off ratio, idle MSB devices (static format) leak TF noise.
+    low = DeviceSpec(r_lrs_ohm=10e3, r_hrs_ohm=30e3)
+    errors = {}
+    for fmt in ("dynamic_fixed_point", "static_fixed_point"):
+        hw = HardwareConfig(weight_format=fmt, fixed_point_range=4.0, device=low,
+                            faults=FaultSpec(p_tf=0.3, p_sa1=0, p_sa0=0, tf_sigma=0.3))
+        clean = CrossbarLinear(32, 64, bias=False, hw=HardwareConfig(weight_format=fmt, fixed_point_range=4.0))
+        noisy = CrossbarLinear(32, 64, bias=False, hw=hw, n_chips=4, seed=2)
+        with torch.no_grad():
+            clean.weight.copy_(w)
+            noisy.weight.copy_(w)
+            errors[fmt] = (noisy.realised_weights() - clean.realised_weights()).pow(2).mean().sqrt().item()
+    assert errors["dynamic_fixed_point"] < 0.5 * errors["static_fixed_point"], errors
+    with pytest.raises(SpecError, match="weight_format must be one of"):
+        HardwareConfig(weight_format="float")

@@ -2,7 +2,7 @@
 DAC/ADC and the array models (DESIGN §4)."""
 
 from cosim.layers.chip import ChipDraw, draw_chips
-from cosim.layers.config import ArrayModel, HardwareConfig, Mapping
+from cosim.layers.config import ArrayModel, HardwareConfig, Mapping, WeightFormat
 from cosim.layers.modules import (
     CrossbarConv2d,
     CrossbarLinear,
@@ -30,4 +30,5 @@ __all__ = [
     "repeat_for_chips",
     "split_chips",
     "unconvert",
+    "WeightFormat",
 ]

@@ -16,7 +16,7 @@ import torch
 
 from cosim.device import FaultCode, draw_fault_map
 from cosim.layers.arrays import exact_effective_conductance, tile_spec
-from cosim.layers.config import ArrayModel, HardwareConfig
+from cosim.layers.config import ArrayModel, HardwareConfig, WeightFormat
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,12 @@ def chip_response(hw: HardwareConfig, chips: ChipDraw, dtype: torch.dtype) -> Ch
 
 
 def _digits(w: torch.Tensor, hw: HardwareConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """(S, in, out) programmed level of every slice (w's magnitude on M bits) and max|W|."""
+    """(S, in, out) programmed level of every slice (w's magnitude on M bits) and the full scale."""
     wmax = w.abs().max().clamp_min(torch.finfo(w.dtype).tiny)
+    if hw.weight_format is WeightFormat.DYNAMIC_FIXED_POINT:
+        wmax = torch.exp2(torch.ceil(torch.log2(wmax)))
+    elif hw.weight_format is WeightFormat.STATIC_FIXED_POINT:
+        wmax = torch.full_like(wmax, hw.fixed_point_range)
     full = 2**hw.weight_bits - 1
     q = torch.round(w.abs().to(torch.float64) / wmax * full).clamp(0, full).to(torch.int32)
     shifts = torch.arange(hw.slices, dtype=torch.int32, device=w.device).reshape(-1, 1, 1) * hw.bits_per_device
@@ -125,7 +129,7 @@ def slice_levels(w_in_out: torch.Tensor, hw: HardwareConfig, chips: ChipDraw,
         ``(delta, scale)``: ``delta`` (n, S, in, out) is ``(G⁺ − G⁻)/(g_on − g_off)·(2^K−1)`` per
         slice after variation, faults and the array model (float64 for the exact model, the
         weight's dtype otherwise); the realised weight is ``scale · Σ_s 2^{sK} delta_s`` with
-        ``scale = max|W| / (2^M − 1)``.
+        ``scale = R / (2^M − 1)``, R the full scale of ``hw.weight_format`` (max|W| by default).
     """
     w = w_in_out.detach()
     digits, wmax = _digits(w, hw)

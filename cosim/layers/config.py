@@ -20,6 +20,19 @@ class ArrayModel(str, Enum):
     as an effective conductance matrix per tile, computed once per chip draw and weight state."""
 
 
+class WeightFormat(str, Enum):
+    """How a layer's weight range maps onto the M-bit magnitude (physical preset)."""
+
+    MAX_SCALED = "max_scaled"
+    """Full scale = the layer's max|W| exactly (no unused MSB; the default)."""
+    DYNAMIC_FIXED_POINT = "dynamic_fixed_point"
+    """Paper 001's DFP: per layer, the fraction length that fits max|W|, i.e. full scale =
+    ``2^ceil(log2 max|W|)``; at most one MSB's worth of range goes unused."""
+    STATIC_FIXED_POINT = "static_fixed_point"
+    """One fixed-point format for every layer, full scale ``fixed_point_range`` (weights beyond it
+    clip): small-range layers leave their MSB devices idle, which low on/off ratios punish."""
+
+
 class Mapping(str, Enum):
     """How a weight becomes devices."""
 
@@ -55,6 +68,10 @@ class HardwareConfig:
     """K: bits one device stores; must divide ``weight_bits``."""
     mapping: Mapping = Mapping.DIFFERENTIAL_SLICES
     """Weight-to-device mapping preset."""
+    weight_format: WeightFormat = WeightFormat.MAX_SCALED
+    """Weight range → M-bit magnitude (DFP of paper 001 is ``dynamic_fixed_point``)."""
+    fixed_point_range: float = 1.0
+    """Full scale of ``static_fixed_point`` (same for every layer)."""
     device: DeviceSpec = field(default_factory=DeviceSpec)
     """Conductance window (its on/off ratio sets how much idle-device faults leak)."""
     faults: FaultSpec = field(default_factory=FaultSpec.none)
@@ -96,7 +113,9 @@ class HardwareConfig:
             )
         _check(math.isfinite(self.prog_sigma) and self.prog_sigma >= 0, f"prog_sigma must be >= 0, got {self.prog_sigma!r}.")
         _check(math.isfinite(self.adc_range) and self.adc_range > 0, f"adc_range must be > 0, got {self.adc_range!r}.")
-        for name, enum in (("mapping", Mapping), ("array_model", ArrayModel)):
+        _check(math.isfinite(self.fixed_point_range) and self.fixed_point_range > 0,
+               f"fixed_point_range must be > 0, got {self.fixed_point_range!r}.")
+        for name, enum in (("mapping", Mapping), ("array_model", ArrayModel), ("weight_format", WeightFormat)):
             try:
                 object.__setattr__(self, name, enum(getattr(self, name)))
             except ValueError:

@@ -18,7 +18,7 @@ from cosim.specs import ArraySpec, DeviceSpec, FaultSpec, SolveOptions, Solver
 from cosim.spice import ngspice_version, solve_crossbar
 from cosim.spice.ngspice import library_path
 
-from . import runs, spice
+from . import calibrate, runs, spice
 from .common import RichReporter, console, friendly_errors, setup_logging
 from .spice import print_result_table, summary_dict
 
@@ -31,6 +31,8 @@ app.add_typer(spice.app, name="spice")
 app.add_typer(runs.data_app, name="data")
 app.command()(runs.train)
 app.command()(runs.evaluate)
+app.command()(calibrate.calibrate)
+app.command()(calibrate.validate)
 
 
 @app.callback()

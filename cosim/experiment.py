@@ -107,7 +107,7 @@ _DEVICE_KEYS = {f.name for f in fields(DeviceSpec)}
 
 def hardware_from_dict(values: dict) -> HardwareConfig:
     """A :class:`HardwareConfig` from a flat table (fault and device keys inline); unknown keys refused."""
-    hw_keys = {f.name for f in fields(HardwareConfig)} - {"faults", "device"}
+    hw_keys = {f.name for f in fields(HardwareConfig) if f.init} - {"faults", "device"}
     unknown = sorted(set(values) - hw_keys - _FAULT_KEYS - _DEVICE_KEYS)
     if unknown:
         raise SpecError(f"unknown hardware key(s) {', '.join(unknown)}; known: "
@@ -122,6 +122,8 @@ def hardware_to_dict(hw: HardwareConfig) -> dict:
     """Inverse of :func:`hardware_from_dict` (None values, i.e. converters off, are left out)."""
     out = {}
     for f in fields(hw):
+        if not f.init:
+            continue
         v = getattr(hw, f.name)
         if f.name in ("faults", "device"):
             out.update(dataclasses.asdict(v))

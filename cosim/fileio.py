@@ -93,3 +93,19 @@ def load_array(path: str | os.PathLike[str], what: str) -> np.ndarray:
     if data.dtype.kind not in "biuf":
         raise CosimError(f"{what} file {str(p)!r} holds {data.dtype} data; a real-valued numeric array is needed.")
     return data
+
+
+def load_npz(path: str | os.PathLike[str], what: str) -> dict[str, np.ndarray]:
+    """All arrays of an ``.npz`` (numbers or fixed-width strings), never unpickling.
+
+    Raises:
+        CosimError: missing, unreadable or pickled files, with the path in the message.
+    """
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise CosimError(f"{what} file {str(p)!r} does not exist.") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise CosimError(f"{what} file {str(p)!r} is not a readable .npz file ({exc}).") from None

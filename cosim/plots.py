@@ -60,3 +60,44 @@ def plot_sweep(x: Sequence[float], series: dict[str, tuple[Sequence[float], Sequ
     ax.set_title(title)
     ax.legend(fontsize=7)
     _save(fig, path)
+
+
+def plot_validation(errors_by_model: dict, points: Sequence[tuple[int, float, str, float]], scatter, out_dir: Path) -> list[Path]:
+    """Error histograms, error against size and wire resistance, and surrogate-vs-SPICE scatter."""
+    import numpy as np
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    floor = 1e-12
+    bins = np.logspace(-12, 0, 49)
+    for name, e in errors_by_model.items():
+        ax.hist(np.clip(np.asarray(e), floor, None), bins=bins, alpha=0.55, label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("|I − I_SPICE| / column full scale")
+    ax.set_ylabel("(vector, column) pairs")
+    ax.set_title("error against SPICE")
+    ax.legend(fontsize=7)
+    paths.append(out_dir / "error_histogram.png")
+    _save(fig, paths[-1])
+    for xi, label, fname in ((0, "array size (rows = cols)", "error_vs_size.png"),
+                             (1, "wire resistance per cell (Ω)", "error_vs_wire.png")):
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for name in errors_by_model:
+            pts = [(p[xi], max(p[3], floor)) for p in points if p[2] == name]
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=12, alpha=0.7, label=name)
+        ax.set_yscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("median error per array")
+        ax.legend(fontsize=7)
+        paths.append(out_dir / fname)
+        _save(fig, paths[-1])
+    fig, ax = plt.subplots(figsize=(4, 4))
+    s = np.asarray(scatter) * 1e6
+    ax.scatter(s[:, 0], s[:, 1], s=4, alpha=0.5)
+    lim = [float(s.min()), float(s.max())] if s.size else [0, 1]
+    ax.plot(lim, lim, "k--", linewidth=0.8)
+    ax.set_xlabel("SPICE column current (µA)")
+    ax.set_ylabel("surrogate (µA)")
+    paths.append(out_dir / "surrogate_vs_spice.png")
+    _save(fig, paths[-1])
+    return paths

@@ -134,14 +134,14 @@ def slice_levels(w_in_out: torch.Tensor, hw: HardwareConfig, chips: ChipDraw,
     w = w_in_out.detach()
     digits, wmax = _digits(w, hw)
     scale = wmax / (2**hw.weight_bits - 1)
-    if hw.array_model is ArrayModel.EXACT:
-        return _exact_levels(w, digits.to(torch.float64), hw, chips), scale
+    if hw.array_model is not ArrayModel.IDEAL:
+        return _circuit_levels(w, digits.to(torch.float64), hw, chips), scale
     r = response if response is not None else chip_response(hw, chips, w.dtype)
     gain = torch.addcmul(r.neg_gain, (w >= 0).to(w.dtype), r.gain_sum)
     return torch.addcmul(r.offset, r.noise + digits, gain), scale
 
 
-def _exact_levels(w: torch.Tensor, digits: torch.Tensor, hw: HardwareConfig, chips: ChipDraw) -> torch.Tensor:
+def _circuit_levels(w: torch.Tensor, digits: torch.Tensor, hw: HardwareConfig, chips: ChipDraw) -> torch.Tensor:
     """Conductances of both arrays per slice → faults → circuit → differential levels, float64."""
     dev = hw.device
     levels = hw.device_levels
@@ -153,7 +153,7 @@ def _exact_levels(w: torch.Tensor, digits: torch.Tensor, hw: HardwareConfig, chi
     g = torch.where(chips.codes == FaultCode.TF, g * torch.exp(-chips.theta), g)
     g = torch.where(chips.codes == FaultCode.SA1, torch.full_like(g, dev.g_on_siemens), g)
     g = torch.where(chips.codes == FaultCode.SA0, torch.full_like(g, dev.g_off_siemens), g)
-    g = _exact(g, hw)
+    g = _surrogate(g, hw) if hw.array_model is ArrayModel.SURROGATE else _exact(g, hw)
     return (g[:, 0] - g[:, 1]) / (dev.g_on_siemens - dev.g_off_siemens) * levels
 
 
@@ -171,6 +171,31 @@ def one_cell_weights(w_in_out: torch.Tensor, hw: HardwareConfig, chips: ChipDraw
     out = torch.where(codes == FaultCode.TF, w * torch.exp(-theta), w)
     out = torch.where(codes == FaultCode.SA1, (sign * wmax).expand_as(out), out)
     return torch.where(codes == FaultCode.SA0, torch.zeros_like(out), out)
+
+
+def _tiles(g: torch.Tensor, hw: HardwareConfig) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(…, in, out) → (…, T_in, T_out, rows, cols) tiles, unused cells at HRS; and the tile counts."""
+    *lead, n_in, n_out = g.shape
+    ti, to = -(-n_in // hw.tile_rows), -(-n_out // hw.tile_cols)
+    padded = torch.nn.functional.pad(g, (0, to * hw.tile_cols - n_out, 0, ti * hw.tile_rows - n_in),
+                                     value=hw.device.g_off_siemens)
+    tiles = padded.reshape(*lead, ti, hw.tile_rows, to, hw.tile_cols).movedim(-3, -2)
+    return tiles, (n_in, n_out)
+
+
+def _untile(tiles: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    *lead, ti, to, rows, cols = tiles.shape
+    return tiles.movedim(-2, -3).reshape(*lead, ti * rows, to * cols)[..., : shape[0], : shape[1]]
+
+
+def _surrogate(g: torch.Tensor, hw: HardwareConfig) -> torch.Tensor:
+    """Every tile's effective conductance from the calibrated surrogate, all tiles in one batch."""
+    from cosim.calibrate.surrogate import surrogate_effective_conductance
+
+    tiles, shape = _tiles(g, hw)
+    geff = surrogate_effective_conductance(tiles.reshape(-1, hw.tile_rows, hw.tile_cols), tile_spec(hw),
+                                           hw.surrogate.params)
+    return _untile(geff.reshape(tiles.shape), shape)
 
 
 def _exact(g: torch.Tensor, hw: HardwareConfig) -> torch.Tensor:

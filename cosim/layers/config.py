@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
+from typing import Any
 
 from cosim.errors import SpecError
 from cosim.specs import DeviceSpec, FaultSpec
@@ -15,6 +18,9 @@ class ArrayModel(str, Enum):
 
     IDEAL = "ideal"
     """``I = V · G`` per tile."""
+    SURROGATE = "surrogate"
+    """The calibrated surrogate (``surrogate_model``, an HDF5 file from ``cosim calibrate``) gives
+    each tile's effective conductance matrix, once per chip draw and weight state; differentiable."""
     EXACT = "exact"
     """The linear circuit with wires, driver and sense resistance solved exactly (nodal analysis),
     as an effective conductance matrix per tile, computed once per chip draw and weight state."""
@@ -86,6 +92,10 @@ class HardwareConfig:
     """ADC full scale as a fraction of the largest possible slice output of a tile."""
     array_model: ArrayModel = ArrayModel.IDEAL
     """Which array model turns conductances into currents."""
+    surrogate_model: str = ""
+    """Path of the calibrated surrogate (array model ``surrogate``), e.g. ``device_models/default.h5``."""
+    strict_range: bool = False
+    """Refuse (instead of warning about) a tile outside the surrogate's calibrated range."""
     r_wire_row_ohm: float = 2.5
     """Word-line resistance per cell pitch (exact model), ohm."""
     r_wire_col_ohm: float = 2.5
@@ -94,6 +104,9 @@ class HardwareConfig:
     """Row-driver resistance (exact model), ohm."""
     r_sense_ohm: float = 2.5
     """Column sense resistance (exact model), ohm."""
+
+    surrogate: Any = field(default=None, init=False, repr=False, compare=False)
+    """The loaded surrogate model (set from ``surrogate_model``; not a constructor argument)."""
 
     def __post_init__(self) -> None:
         for name in ("tile_rows", "tile_cols", "weight_bits", "bits_per_device"):
@@ -124,6 +137,14 @@ class HardwareConfig:
         for name in ("r_wire_row_ohm", "r_wire_col_ohm", "r_driver_ohm", "r_sense_ohm"):
             value = getattr(self, name)
             _check(math.isfinite(value) and value >= 0, f"{name} must be a finite number >= 0, got {value!r}.")
+        if self.array_model is ArrayModel.SURROGATE:
+            _check(bool(self.surrogate_model), "array_model surrogate needs surrogate_model, the path of a "
+                   "calibrated model (device_models/default.h5).")
+            from cosim.calibrate.store import read_model
+
+            model = read_model(Path(self.surrogate_model))
+            check_calibrated_range(model.campaign, self)
+            object.__setattr__(self, "surrogate", model)
 
     @property
     def slices(self) -> int:
@@ -139,3 +160,36 @@ class HardwareConfig:
     def device_levels(self) -> int:
         """Highest level of one device, ``2^K − 1`` (1 for the continuous one-cell preset)."""
         return 1 if self.mapping is Mapping.ONE_CELL else 2**self.bits_per_device - 1
+
+
+class OutOfRangeWarning(UserWarning):
+    """A tile lies outside the calibrated range of its surrogate."""
+
+
+def check_calibrated_range(campaign: Any, hw: HardwareConfig) -> None:
+    """Warn (or, with ``hw.strict_range``, refuse) when the layer's tiles leave the campaign's ranges.
+
+    The layer's tiles are grounded 1R arrays with linear cells, ``tile_rows × tile_cols``.
+    """
+    problems = []
+    if max(hw.tile_rows, hw.tile_cols) > max(campaign.sizes) or min(hw.tile_rows, hw.tile_cols) < min(campaign.sizes):
+        problems.append(f"tile {hw.tile_rows}x{hw.tile_cols} outside sizes {min(campaign.sizes)}..{max(campaign.sizes)}")
+    for name, value, (lo, hi) in (("r_wire_row_ohm", hw.r_wire_row_ohm, campaign.r_wire_ohm),
+                                  ("r_wire_col_ohm", hw.r_wire_col_ohm, campaign.r_wire_ohm),
+                                  ("r_driver_ohm", hw.r_driver_ohm, campaign.r_driver_ohm),
+                                  ("r_sense_ohm", hw.r_sense_ohm, campaign.r_sense_ohm)):
+        if not lo <= value <= hi:
+            problems.append(f"{name} {value:g} outside {lo:g}..{hi:g}")
+    ratio = hw.device.r_hrs_ohm / hw.device.r_lrs_ohm
+    if not campaign.on_off_ratio[0] <= ratio <= campaign.on_off_ratio[1]:
+        problems.append(f"on/off ratio {ratio:g} outside {campaign.on_off_ratio[0]:g}..{campaign.on_off_ratio[1]:g}")
+    kinds = {getattr(c, "value", c) for c in campaign.cells}, {getattr(c, "value", c) for c in campaign.ivs}, {
+        getattr(c, "value", c) for c in campaign.unselected}
+    if "1R" not in kinds[0] or "linear" not in kinds[1] or "grounded" not in kinds[2]:
+        problems.append("the campaign has no grounded 1R linear arrays (the layer's tiles)")
+    if not problems:
+        return
+    message = f"{hw.surrogate_model}: used outside its calibrated range: " + "; ".join(problems) + "."
+    if hw.strict_range:
+        raise SpecError(message)
+    warnings.warn(message, OutOfRangeWarning, stacklevel=3)

@@ -130,8 +130,12 @@ class WorkerPool:
             self._kill(w)
         self._workers = []
 
-    def run(self, jobs: Sequence[Any], reporter: Reporter | None = None) -> list[Any]:
+    def run(self, jobs: Sequence[Any], reporter: Reporter | None = None,
+            on_result: Callable[[int, Any], None] | None = None) -> list[Any]:
         """Run all jobs and return their results in job order.
+
+        ``on_result(index, result)`` is called in this process as each job finishes (e.g. to
+        store it at once, so that an interrupted run loses no finished job).
 
         Raises:
             SpiceTimeoutError: a job ran past ``timeout_s`` (its worker was killed).
@@ -173,6 +177,8 @@ class WorkerPool:
                     if status != "ok":
                         raise _error_class(payload)(message)
                     results[w.job_index] = payload
+                    if on_result is not None:
+                        on_result(w.job_index, payload)
                     del busy[id(w)]
                     idle.append(w)
                     done += 1

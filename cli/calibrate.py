@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -101,7 +100,6 @@ def validate(
                    "its calibrated range.")
         if strict:
             raise SpecError(message + " (refused under --strict)")
-        warnings.warn(message, stacklevel=1)
         console.print(f"[yellow]warning:[/] {message}")
     out = out or Path("results/validation") / model.stem
     result = validate_model(surrogate, out, samples, seed, tuple(extra), workers, RichReporter())

@@ -34,7 +34,7 @@ from cosim.models import ModelName, build_model
 from cosim.plots import plot_accuracy_histogram, plot_loss
 from cosim.report import NullReporter, Reporter
 from cosim.specs import DeviceSpec, FaultSpec
-from cosim.train import CheckpointError, TrainConfig, faulty_student, fit, model_signature
+from cosim.train import CheckpointError, Method, TrainConfig, faulty_student, fit, model_signature
 
 MODEL_FORMAT = "cosim-model"
 MODEL_VERSION = 1
@@ -85,6 +85,9 @@ class RunConfig:
     """Seed of the evaluation chips."""
     chips_per_pass: int = 8
     """Chips evaluated together in one forward pass (speed/memory only)."""
+    beta_search: bool = False
+    """OVF: pick β from {1e-1, 1e-2, 1e-3, 1e-4} by Monte Carlo accuracy on a validation split (the
+    last 10 % of the training images, held out of the search's training), then train on everything."""
 
     def __post_init__(self) -> None:
         for name, enum in (("model", ModelName), ("dataset", DatasetName), ("device", TorchDevice)):
@@ -248,8 +251,6 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
     train_data, test_data = _data(exp.run)
     train_data, test_data = _to(train_data, device), _to(test_data, device)
     shape = tuple(train_data.images.shape[1:])
-    torch.manual_seed(exp.run.init_seed)
-    model = build_model(exp.run.model, shape, train_data.classes).to(device)
     t0 = time.perf_counter()
     metrics: dict = {"command": command, "model": exp.run.model.value, "method": exp.train.method.value,
                      "dataset": train_data.name, "train_images": len(train_data), "test_images": len(test_data),
@@ -260,7 +261,15 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
         teacher = load_model(Path(exp.run.teacher), exp.run.model, shape, train_data.classes).to(device)
         metrics |= _train_on_chips(exp, teacher, train_data, test_data, out, reporter)
     else:
-        result = fit(model, train_data, exp.train, exp.hw, checkpoint=out / "checkpoints" / "train.pt",
+        cfg = exp.train
+        if exp.run.beta_search and cfg.method is Method.OVF:
+            beta, search = _search_beta(exp, train_data, shape, out, reporter)
+            cfg = replace(cfg, beta=beta)
+            metrics["beta_search"] = search
+            metrics["beta"] = beta
+        torch.manual_seed(exp.run.init_seed)
+        model = build_model(exp.run.model, shape, train_data.classes).to(device)
+        result = fit(model, train_data, cfg, exp.hw, checkpoint=out / "checkpoints" / "train.pt",
                      reporter=reporter)
         save_model(out / "model.pt", result.model, exp.run.model)
         stats = evaluate(result.model, test_data, exp.hw, exp.run.eval_chips, exp.run.eval_seed,
@@ -272,6 +281,28 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
     metrics["wall_s"] = time.perf_counter() - t0
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+BETA_CANDIDATES = (1e-1, 1e-2, 1e-3, 1e-4)
+
+
+def _search_beta(exp: Experiment, train_data: ImageData, shape: tuple, out: Path,
+                 reporter: Reporter) -> tuple[float, list[dict]]:
+    """Paper 002's β search: train on 90 % of the training set per β, score on the other 10 %."""
+    n_val = max(1, len(train_data) // 10)
+    fit_part = ImageData(train_data.images[:-n_val], train_data.labels[:-n_val], train_data.classes, "search-train")
+    val_part = ImageData(train_data.images[-n_val:], train_data.labels[-n_val:], train_data.classes, "search-val")
+    results = []
+    for beta in BETA_CANDIDATES:
+        torch.manual_seed(exp.run.init_seed)
+        model = build_model(exp.run.model, shape, train_data.classes).to(train_data.images.device)
+        trained = fit(model, fit_part, replace(exp.train, beta=beta), exp.hw,
+                      checkpoint=out / "checkpoints" / f"beta-{beta:g}.pt", reporter=reporter).model
+        stats = evaluate(trained, val_part, exp.hw, max(1, exp.run.eval_chips // 4), exp.run.eval_seed + 1,
+                         exp.run.chips_per_pass, reporter=reporter)
+        results.append({"beta": beta, "val_mean": stats.mean, "val_ci95": stats.ci95})
+    best = max(results, key=lambda r: r["val_mean"])
+    return best["beta"], results
 
 
 def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, test_data: ImageData,

@@ -80,3 +80,16 @@ def test_bad_files_one_line(tiny_mnist, teacher_run, tmp_path):
     (tiny_mnist / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x01\x07")
     res = invoke("data", "check", "--data-dir", tiny_mnist)
     assert res.exit_code == 1 and "fails its checksum" in res.output
+
+
+def test_ovf_beta_search_picks_the_best_validation_beta(tiny_mnist, tmp_path):
+    out = tmp_path / "ovf"
+    res = invoke("train", "--out", out, "--data-dir", tiny_mnist, "--model", "mlp", "--method", "ovf", "--epochs", 1,
+                 "--eval-chips", 8, "--set", "run.beta_search=true", "--set", "train.sigma_d=0.2",
+                 "--set", "hardware.prog_sigma=0.2")
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    search = m["beta_search"]
+    assert [r["beta"] for r in search] == [0.1, 0.01, 0.001, 0.0001]
+    best = max(search, key=lambda r: r["val_mean"])["beta"]
+    assert m["beta"] == best and m["hardware"]["n_chips"] == 8 and m["method"] == "ovf"

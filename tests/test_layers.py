@@ -229,7 +229,8 @@ def test_converters_within_half_a_step():
         (dict(dac_bits=1), "dac_bits must be"),
         (dict(tile_rows=0), "tile_rows must be a whole number >= 1"),
         (dict(prog_sigma=-0.1), "prog_sigma must be >= 0"),
-        (dict(array_model="spice"), "array_model must be one of ideal, exact"),
+        (dict(array_model="spice"), "array_model must be one of ideal, surrogate, exact"),
+        (dict(array_model="surrogate"), "array_model surrogate needs surrogate_model"),
     ],
 )
 def test_bad_hardware_configs_refused(kwargs, fragment):

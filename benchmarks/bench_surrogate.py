@@ -1,0 +1,73 @@
+"""Surrogate speed against the exact sparse solve, side by side in one run (issue 4: >= 20x).
+
+A 64x64 tile (2.5 ohm wires, drivers and sense; faulty devices), two figures:
+* a batch of input vectors: the surrogate's column currents vs the nodal solver's
+  (one sparse factorisation and solve);
+* the tile's effective conductance matrix (what the layer caches per chip): the surrogate on 64
+  unit inputs vs the nodal solver's factorisation + 64 solves.
+
+    python benchmarks/bench_surrogate.py [--model device_models/default.h5] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cosim.calibrate import SurrogateParams, surrogate_currents, surrogate_effective_conductance
+from cosim.calibrate.store import read_model
+from cosim.device import apply_faults, draw_fault_map, random_conductances
+from cosim.layers.arrays import exact_effective_conductance
+from cosim.specs import ArraySpec, DeviceSpec, FaultSpec, SolveOptions
+from cosim.spice import solve_crossbar
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=Path("device_models/default.h5"))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--size", type=int, default=64)
+    args = parser.parse_args()
+    params = read_model(args.model).params if args.model.exists() else SurrogateParams()
+    rng = np.random.default_rng(0)
+    n = args.size
+    spec = ArraySpec(n, n)
+    device = DeviceSpec()
+    g = apply_faults(random_conductances((n, n), device, rng), draw_fault_map((n, n), FaultSpec(), rng), device)
+    print(f"{n}x{n} tile, 2.5 ohm parasitics, surrogate with {params.iterations} sweeps, "
+          f"{torch.get_num_threads()} threads, median of {args.repeats}")
+    print(f"{'task':<46}{'exact ms':>10}{'surrogate ms':>14}{'speed-up':>10}  target >= 20x")
+    gt = torch.from_numpy(g)
+    rows = []
+    for batch in (1, 8):
+        v = rng.uniform(0, 0.2, (batch, n))
+        vt = torch.from_numpy(v)
+        t_exact = median_time(lambda: solve_crossbar(spec, g, v, SolveOptions(solver="nodal")), args.repeats)
+        with torch.no_grad():
+            t_sur = median_time(lambda: surrogate_currents(gt, vt, spec, params), args.repeats)
+        rows.append((f"MVM, {batch} input vector(s)", t_exact, t_sur))
+    t_exact = median_time(lambda: exact_effective_conductance(g, spec), args.repeats)
+    with torch.no_grad():
+        t_sur = median_time(lambda: surrogate_effective_conductance(gt, spec, params), args.repeats)
+    rows.append((f"effective conductance G_eff ({n} unit inputs)", t_exact, t_sur))
+    for task, t_exact, t_sur in rows:
+        ratio = t_exact / t_sur
+        print(f"{task:<46}{t_exact * 1e3:>10.2f}{t_sur * 1e3:>14.2f}{ratio:>9.1f}x  {'ok' if ratio >= 20 else 'MISSED'}")
+
+if __name__ == "__main__":
+    main()

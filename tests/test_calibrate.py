@@ -1,0 +1,155 @@
+"""Calibration: the surrogate against the nodal solver, campaigns (determinism, resume, identity),
+the HDF5 store (encodings, corruption) and the fit; the CLI end to end with its bad input."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from conftest import random_case
+from typer.testing import CliRunner
+
+from cosim.calibrate import SurrogateParams, surrogate_currents, surrogate_effective_conductance
+from cosim.calibrate.campaign import CampaignDir, CampaignSpec, draw_sample, run_campaign
+from cosim.calibrate.fit import fit_surrogate, relative_errors
+from cosim.calibrate.store import StoreError, SurrogateModel, read_model, read_raw, write_model
+from cosim.cli.main import app
+from cosim.errors import SpecError
+from cosim.layers.arrays import exact_effective_conductance
+from cosim.specs import ArraySpec, SolveOptions
+from cosim.spice import solve_crossbar
+
+KINDS = [dict(), dict(unselected="floating"), dict(cell="1T1R", r_access_ohm=800.0), dict(cell_iv="sinh"),
+         dict(cell_iv="sinh", unselected="floating", r_sense_ohm=0.0), dict(r_driver_ohm=0.0, r_wire_row_ohm=5.0)]
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()) or "1R-grounded")
+def test_surrogate_converges_to_the_nodal_solution(rng, kind):
+    spec = ArraySpec(24, 20, **kind)
+    g, v = random_case(rng, 24, 20, 5, sparsity=0.6)
+    truth = solve_crossbar(spec, g, v, SolveOptions(solver="nodal")).currents_amp
+    got = surrogate_currents(torch.from_numpy(g), torch.from_numpy(v), spec, SurrogateParams(40)).numpy()
+    err = relative_errors(got, truth, g, spec.v_read_volt)
+    # Floating rows with sinh cells use chord-weighted row voltages: exact only to ~1e-9.
+    assert err.max() < 1e-8, err.max()
+    few = surrogate_currents(torch.from_numpy(g), torch.from_numpy(v), spec, SurrogateParams(1)).numpy()
+    assert relative_errors(few, truth, g, spec.v_read_volt).max() > 10 * err.max()  # the sweeps do the work
+
+
+def test_surrogate_effective_conductance_and_gradients(rng):
+    spec = ArraySpec(12, 9, r_wire_row_ohm=4.0, r_wire_col_ohm=3.0)
+    g, _ = random_case(rng, 12, 9, 1)
+    geff = surrogate_effective_conductance(torch.from_numpy(g), spec, SurrogateParams(40)).numpy()
+    np.testing.assert_allclose(geff, exact_effective_conductance(g, spec), rtol=1e-9)
+    gt = torch.from_numpy(g[:4, :3] * 1e4).requires_grad_()  # scaled so gradcheck's step is meaningful
+    vt = torch.rand(2, 4, dtype=torch.float64) * 0.2
+    small = ArraySpec(4, 3, r_wire_row_ohm=300.0, r_wire_col_ohm=300.0, cell_iv="sinh")
+    assert torch.autograd.gradcheck(lambda a: surrogate_currents(a * 1e-4, vt, small, SurrogateParams(6)), (gt,))
+
+
+def tiny_campaign(**kw):
+    base = dict(sizes=(4, 6), samples=5, vectors=3, cells=("1R", "1T1R"), ivs=("linear", "sinh"),
+                unselected=("grounded", "floating"), seed=3)
+    return CampaignSpec(**(base | kw))
+
+
+class _StopAfter:
+    def __init__(self, n):
+        self.n, self.seen, self.totals = n, 0, []
+
+    def start(self, total, description):
+        self.totals.append(total)
+
+    def advance(self, steps=1):
+        self.seen += steps
+        if self.seen == self.n:
+            raise KeyboardInterrupt
+
+    def note(self, text):
+        pass
+
+    def finish(self):
+        pass
+
+
+def test_campaign_is_deterministic_resumable_and_keeps_its_identity(tmp_path):
+    c = tiny_campaign()
+    a, b = draw_sample(c, 2), draw_sample(c, 2)
+    assert np.array_equal(a.conductance_siemens, b.conductance_siemens) and a.spec == b.spec
+    other = draw_sample(c, 3)
+    assert other.spec != a.spec or not np.array_equal(other.conductance_siemens, a.conductance_siemens)
+    with pytest.raises(KeyboardInterrupt):
+        run_campaign(c, tmp_path / "camp", workers=1, reporter=_StopAfter(2))
+    cdir = CampaignDir(tmp_path / "camp", c)
+    assert len(cdir.done()) == 2  # finished solves survived the interruption
+    cdir.sample_path(4).write_bytes(b"half a file")  # a leftover that must simply be redone
+    again = _StopAfter(-1)
+    run_campaign(c, tmp_path / "camp", workers=2, reporter=again)
+    assert again.totals == [3]
+    camp, samples = read_raw(tmp_path / "camp" / "raw.h5", c.campaign_id)
+    assert camp == c and [s.index for s in samples] == list(range(5))
+    for s in samples:  # every stored solve matches an independent solve of the same sample
+        ref = solve_crossbar(s.spec, s.conductance_siemens, s.voltages_volt, SolveOptions(solver="nodal")).currents_amp
+        assert relative_errors(ref, s.currents_amp, s.conductance_siemens, s.spec.v_read_volt).max() < 1e-6
+    with pytest.raises(SpecError, match="holds another campaign"):
+        CampaignDir(tmp_path / "camp", tiny_campaign(seed=4))
+    with pytest.raises(StoreError, match="from another campaign"):
+        read_raw(tmp_path / "camp" / "raw.h5", tiny_campaign(seed=4).campaign_id)
+
+
+def test_store_refuses_corrupt_and_unknown_files(tmp_path):
+    c = tiny_campaign()
+    model = SurrogateModel(SurrogateParams(7, 1.01, 0.99), c, {"median": 1e-6}, {"note": "x"})
+    path = tmp_path / "m.h5"
+    write_model(path, model, ["ab", "cd"])
+    back = read_model(path)
+    assert back.params == model.params and back.campaign == c and back.fit_error == {"median": 1e-6}
+    with h5py.File(path, "r") as f:
+        assert all(f[g].attrs["encoding-type"] for g in ("params", "campaign", "fit"))
+        assert list(f["campaign/netlist_sha256"][()]) == [b"ab", b"cd"]
+    raw = path.read_bytes()
+    (tmp_path / "cut.h5").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(StoreError, match="truncated or corrupt|truncated or malformed"):
+        read_model(tmp_path / "cut.h5")
+    with h5py.File(path, "a") as f:
+        f["params"].attrs["encoding-version"] = "9"
+    with pytest.raises(StoreError, match="encoding version '9'; this cosim reads version 1"):
+        read_model(path)
+    with pytest.raises(StoreError, match="does not exist"):
+        read_model(tmp_path / "none.h5")
+
+
+def test_fit_meets_its_target_on_held_out_solves(tmp_path):
+    c = tiny_campaign(sizes=(8, 12), samples=8, r_wire_ohm=(2.0, 10.0))
+    run_campaign(c, tmp_path / "camp", workers=2)
+    _, samples = read_raw(tmp_path / "camp" / "raw.h5")
+    model = fit_surrogate(c, samples, target_p99=1e-4)
+    assert model.meta["held_out_samples"] == 2 and model.fit_error["n"] > 0
+    assert model.fit_error["p99"] <= 1e-3
+    assert model.meta["tried"][-1]["p99"] <= 1e-4 or model.params.iterations == 32
+
+
+runner = CliRunner()
+
+
+def test_cli_calibrate_validate_and_bad_input(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["calibrate", "--name", "t", "--samples", "4", "--vectors", "2", "--sizes", "4,6"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "device_models" / "t.h5").exists()
+    res = runner.invoke(app, ["validate", "--model", "device_models/t.h5", "--samples", "1", "--extra-sizes", "10"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "results/validation/t/validation.json").read_text())
+    assert report["overall"]["exact_linear"]["max"] < 1e-9  # linear cells: exact == SPICE
+    assert report["overall"]["ideal"]["median"] > report["overall"]["surrogate"]["median"]
+    assert report["nodal_vs_ngspice_max_rel"] < 1e-9
+    for png in ("error_histogram", "error_vs_size", "error_vs_wire", "surrogate_vs_spice"):
+        assert (tmp_path / f"results/validation/t/{png}.png").read_bytes()[:4] == b"\x89PNG"
+    res = runner.invoke(app, ["validate", "--model", "device_models/t.h5", "--extra-sizes", "10", "--strict"])
+    assert res.exit_code == 1 and "outside its calibrated range" in res.output
+    (tmp_path / "bad.h5").write_bytes(b"\x89HDF\r\n\x1a\nrubbish")
+    res = runner.invoke(app, ["validate", "--model", "bad.h5"])
+    assert res.exit_code == 1 and "not a readable HDF5 file" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["calibrate", "--name", "t", "--samples", "5", "--vectors", "2", "--sizes", "4,6"])
+    assert res.exit_code == 1 and "holds another campaign" in res.output

@@ -33,6 +33,7 @@ app.command()(runs.train)
 app.command()(runs.evaluate)
 app.command()(calibrate.calibrate)
 app.command()(calibrate.validate)
+app.command()(runs.reproduce)
 
 
 @app.callback()

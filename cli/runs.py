@@ -127,3 +127,30 @@ def data_check(
         console.print(f"{d.name}: {len(d)} images of {tuple(d.images.shape[1:])}, {d.classes} classes")
     if json_out:
         write_json(json_out, counts)
+
+
+@friendly_errors
+def reproduce(
+    experiment: Annotated[str | None, typer.Argument(help="Experiment name (see --list).")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the experiments and exit.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A few-minute budget (small data, 1 epoch, 2 chips).")] = False,
+    ir_drop: Annotated[bool, typer.Option("--ir-drop", help="Evaluate on the calibrated IR-drop surrogate (64x64 tiles, 2.5 ohm).")] = False,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Directory with the data files.")] = None,
+    model: Annotated[list[ModelName] | None, typer.Option("--model", help="Override the experiment's models (repeatable).")] = None,
+    chips: Annotated[int, typer.Option("--chips", min=0, help="Override the chip count (0 = the experiment's).")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="Results folder (default results/<experiment>[-irdrop][-quick]).")] = None,
+) -> None:
+    """Reproduce a paper's table or figure: runs (resumable), table.md, summary.json, PNG plots."""
+    from cosim.reproduce import describe
+    from cosim.reproduce import reproduce as run_experiment
+
+    if list_ or experiment is None:
+        for name, doc in describe():
+            console.print(f"[bold]{name}[/]: {doc}")
+        if experiment is None and not list_:
+            raise typer.Exit(2)
+        return
+    dest = run_experiment(experiment, out, quick, ir_drop, str(data_dir) if data_dir else "",
+                          tuple(m.value for m in model or ()), chips, RichReporter())
+    console.print((dest / "table.md").read_text())
+    console.print(f"wrote {dest}/table.md, summary.json and the runs under {dest}/runs/")

@@ -29,7 +29,7 @@ from cosim.data import DatasetName, ImageData, Split, load_dataset
 from cosim.errors import SpecError
 from cosim.eval import digital_accuracy, evaluate, summarise
 from cosim.fileio import atomic_path, write_json, write_text
-from cosim.layers import HardwareConfig, unconvert
+from cosim.layers import ArrayModel, HardwareConfig, unconvert
 from cosim.models import ModelName, build_model
 from cosim.plots import plot_accuracy_histogram, plot_loss
 from cosim.report import NullReporter, Reporter
@@ -85,6 +85,13 @@ class RunConfig:
     """Seed of the evaluation chips."""
     chips_per_pass: int = 8
     """Chips evaluated together in one forward pass (speed/memory only)."""
+    pretrained: str = ""
+    """Off-chip methods: evaluate this run directory's trained model instead of training (one
+    training shared by many hardware settings)."""
+    train_on_ideal_array: bool = False
+    """On-chip methods: retrain through the ideal array model (the chip's faults and variation
+    kept) and evaluate on ``[hardware]``'s array model — how circuit-level effects the retraining
+    never saw change the result (and much faster than training through the surrogate)."""
     beta_search: bool = False
     """OVF: pick β from {1e-1, 1e-2, 1e-3, 1e-4} by Monte Carlo accuracy on a validation split (the
     last 10 % of the training images, held out of the search's training), then train on everything."""
@@ -267,15 +274,23 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
             cfg = replace(cfg, beta=beta)
             metrics["beta_search"] = search
             metrics["beta"] = beta
-        torch.manual_seed(exp.run.init_seed)
-        model = build_model(exp.run.model, shape, train_data.classes).to(device)
-        result = fit(model, train_data, cfg, exp.hw, checkpoint=out / "checkpoints" / "train.pt",
-                     reporter=reporter)
-        save_model(out / "model.pt", result.model, exp.run.model)
-        stats = evaluate(result.model, test_data, exp.hw, exp.run.eval_chips, exp.run.eval_seed,
+        if exp.run.pretrained:
+            source = Path(exp.run.pretrained)
+            model = load_model(source, exp.run.model, shape, train_data.classes).to(device)
+            history = _read_json(source / "metrics.json").get("history", []) if source.is_dir() else []
+            metrics["pretrained"] = str(source)
+        else:
+            torch.manual_seed(exp.run.init_seed)
+            model = build_model(exp.run.model, shape, train_data.classes).to(device)
+            result = fit(model, train_data, cfg, exp.hw, checkpoint=out / "checkpoints" / "train.pt",
+                         reporter=reporter)
+            model, history = result.model, result.history
+            save_model(out / "model.pt", model, exp.run.model)
+        stats = evaluate(model, test_data, exp.hw, exp.run.eval_chips, exp.run.eval_seed,
                          exp.run.chips_per_pass, reporter=reporter)
-        metrics |= {"digital_accuracy": stats.ideal_accuracy, "hardware": stats.to_dict(), "history": result.history}
-        plot_loss(result.history, out / "loss.png", f"{exp.run.model.value} · {exp.train.method.value}")
+        metrics |= {"digital_accuracy": stats.ideal_accuracy, "hardware": stats.to_dict(), "history": history}
+        if history:
+            plot_loss(history, out / "loss.png", f"{exp.run.model.value} · {exp.train.method.value}")
         plot_accuracy_histogram({exp.train.method.value: stats.accuracies}, stats.ideal_accuracy,
                                 out / "accuracy_per_chip.png", f"{exp.run.model.value} on {stats.n_chips} chips")
     metrics["wall_s"] = time.perf_counter() - t0
@@ -309,6 +324,7 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
                     out: Path, reporter: Reporter) -> dict:
     """Retrain one faulty student per chip; accuracy of each on its own chip, beside the unretrained one."""
     teacher_acc = digital_accuracy(teacher, test_data)
+    train_hw = replace(exp.hw, array_model=ArrayModel.IDEAL) if exp.run.train_on_ideal_array else exp.hw
     done_path = out / "chips.json"
     done: dict = _read_json(done_path) if done_path.exists() else {}
     for k in range(exp.run.chips):
@@ -318,11 +334,12 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
         cfg = replace(exp.train, chip_seed=chip)
         t0 = time.perf_counter()
         result = fit(build_model(exp.run.model, tuple(train_data.images.shape[1:]), train_data.classes), train_data,
-                     cfg, exp.hw, teacher=teacher, checkpoint=out / "checkpoints" / f"chip-{chip}.pt", reporter=reporter)
+                     cfg, train_hw, teacher=teacher, checkpoint=out / "checkpoints" / f"chip-{chip}.pt", reporter=reporter)
         seconds = time.perf_counter() - t0
         save_model(out / "students" / f"chip-{chip}.pt", result.model, exp.run.model, {"chip_seed": chip})
+        student = result.model if train_hw is exp.hw else faulty_student(unconvert(result.model), exp.hw, chip)
         done[str(chip)] = {
-            "retrained": digital_accuracy(result.model, test_data),
+            "retrained": digital_accuracy(student, test_data),
             "unretrained": digital_accuracy(faulty_student(teacher, exp.hw, chip), test_data),
             "seconds": seconds, "history": result.history,
         }

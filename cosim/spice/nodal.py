@@ -19,6 +19,7 @@ from cosim.spice.circuit import Circuit, Kind
 
 _NEWTON_MAX_ITER = 60
 _NEWTON_RTOL = 1e-13
+_NEWTON_FLOOR = 1e-10
 
 
 @dataclass(frozen=True)
@@ -116,13 +117,18 @@ def _newton(system: _System, a_per_volt: float) -> np.ndarray:
     x_all = spla.splu((system.matrix + lin).tocsc()).solve(system.rhs)
     for k in range(system.rhs.shape[1]):
         x = x_all[:, k]
+        previous = np.inf
         for _ in range(_NEWTON_MAX_ITER):
             f, jac = _cell_stamps(system, x, a_per_volt)
             residual = system.matrix @ x + f - system.rhs[:, k]
             dx = spla.splu((system.matrix + jac).tocsc()).solve(-residual)
             x = x + dx
-            if np.max(np.abs(dx)) <= _NEWTON_RTOL * max(1e-3, np.max(np.abs(x))):
+            step, scale = np.max(np.abs(dx)), max(1e-3, np.max(np.abs(x)))
+            # Converged: a step below 1e-13 of the solution, or, on ill-conditioned arrays (wires
+            # far more conductive than cells), a step that stopped shrinking at the round-off floor.
+            if step <= _NEWTON_RTOL * scale or (step <= _NEWTON_FLOOR * scale and step > 0.1 * previous):
                 break
+            previous = step
         else:
             raise SpiceConvergenceError(
                 f"the nodal Newton solve of the sinh array did not converge in {_NEWTON_MAX_ITER} iterations "

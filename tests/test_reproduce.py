@@ -1,0 +1,38 @@
+"""``cosim reproduce --quick`` end to end on tiny IDX data: every experiment, its table and files."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cosim.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("experiment, rows", [("paper000-table3", 2), ("paper002-fig3", 2), ("paper001-dva-dfp", 6)])
+def test_quick_experiment_writes_its_table(tiny_mnist, tmp_path, experiment, rows):
+    out = tmp_path / experiment
+    res = runner.invoke(app, ["reproduce", experiment, "--quick", "--data-dir", str(tiny_mnist), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    table = (out / "table.md").read_text()
+    body = [line for line in table.splitlines() if line.startswith("| lenet5")]
+    assert len(body) == rows
+    assert "±" in body[0] and f"cosim reproduce {experiment} --quick" in table
+    summary = json.loads((out / "summary.json").read_text())
+    for run in summary["runs"].values():
+        metrics = json.loads((out / run["metrics_file"]).read_text())
+        assert 0.0 <= metrics["hardware"]["mean"] <= 1.0
+    if experiment == "paper002-fig3":
+        assert (out / "lenet5-accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    # A second call resumes: nothing is retrained, the table is the same.
+    again = runner.invoke(app, ["reproduce", experiment, "--quick", "--data-dir", str(tiny_mnist), "--out", str(out)])
+    assert again.exit_code == 0
+    assert [line for line in (out / "table.md").read_text().splitlines() if line.startswith("| lenet5")] == body
+
+
+def test_reproduce_list_and_unknown():
+    res = runner.invoke(app, ["reproduce", "--list"])
+    assert res.exit_code == 0 and "paper000-table2" in res.output and "paper001-dva-dfp" in res.output
+    res = runner.invoke(app, ["reproduce", "paper999"])
+    assert res.exit_code == 1 and "unknown experiment 'paper999'" in res.output

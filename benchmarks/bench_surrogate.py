@@ -6,7 +6,10 @@ A 64x64 tile (2.5 ohm wires, drivers and sense; faulty devices), two figures:
 * the tile's effective conductance matrix (what the layer caches per chip): the surrogate on 64
   unit inputs vs the nodal solver's factorisation + 64 solves.
 
-    python benchmarks/bench_surrogate.py [--model device_models/default.h5] [--repeats 5]
+    python benchmarks/bench_surrogate.py [--model device_models/default.h5] [--repeats 5] [--threads 1]
+
+On a machine whose cores are busy with other work, torch's thread pool stalls on multi-threaded
+kernels (measured here: 8 vectors 270 ms with 2 busy threads, 11 ms with one): use --threads 1.
 """
 
 from __future__ import annotations
@@ -42,7 +45,11 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=Path("device_models/default.h5"))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default); scipy's "
+                        "sparse solve is single-threaded")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     params = read_model(args.model).params if args.model.exists() else SurrogateParams()
     rng = np.random.default_rng(0)
     n = args.size

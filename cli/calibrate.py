@@ -110,6 +110,7 @@ def validate(
               f"--model {model} --out {out} --samples {samples} --extra-sizes {extra_sizes} --seed {seed}`\n\n")
     write_text(out / "report.md", header + table)
     write_json(out / "validation.json", {"model": str(model), "rows": result.rows, "overall": result.overall,
+                                          "by_kind": result.by_kind,
                                           "nodal_vs_ngspice_max_rel": result.cross_check_max_rel, "wall_s": result.wall_s})
     plot_validation(result.errors_by_model, result.points, result.scatter, out)
     console.print(table)

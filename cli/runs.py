@@ -138,6 +138,7 @@ def reproduce(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Directory with the data files.")] = None,
     model: Annotated[list[ModelName] | None, typer.Option("--model", help="Override the experiment's models (repeatable).")] = None,
     chips: Annotated[int, typer.Option("--chips", min=0, help="Override the chip count (0 = the experiment's).")] = 0,
+    epochs: Annotated[int, typer.Option("--epochs", min=0, help="Override the training epochs (0 = the experiment's).")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Results folder (default results/<experiment>[-irdrop][-quick]).")] = None,
 ) -> None:
     """Reproduce a paper's table or figure: runs (resumable), table.md, summary.json, PNG plots."""
@@ -151,6 +152,6 @@ def reproduce(
             raise typer.Exit(2)
         return
     dest = run_experiment(experiment, out, quick, ir_drop, str(data_dir) if data_dir else "",
-                          tuple(m.value for m in model or ()), chips, RichReporter())
+                          tuple(m.value for m in model or ()), chips, epochs, RichReporter())
     console.print((dest / "table.md").read_text())
     console.print(f"wrote {dest}/table.md, summary.json and the runs under {dest}/runs/")

@@ -143,7 +143,8 @@ def _cell(h: dict) -> str:
 
 
 def _table_paper000(runs: list[RunPlan], metrics: dict) -> str:
-    lines = ["| model | preset | teacher acc % | unretrained | masked FT | KD | partition |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | preset | teacher acc % | chips | unretrained | masked FT | KD | partition |",
+             "|---|---|---|---|---|---|---|---|"]
     models = dict.fromkeys(r.keys["model"] for r in runs)
     for model in models:
         for mapping in ("one_cell", "differential_slices"):
@@ -153,6 +154,7 @@ def _table_paper000(runs: list[RunPlan], metrics: dict) -> str:
                 continue
             any_run = next(iter(row.values()))
             lines.append(f"| {model} | {mapping} | {100 * any_run['teacher_accuracy']:.2f} | "
+                         f"{any_run['hardware']['n_chips']} | "
                          f"{_cell(any_run['unretrained'])} | "
                          + " | ".join(_cell(row[m]["hardware"]) if m in row else "—" for m in ("masked", "kd", "partition"))
                          + " |")
@@ -210,7 +212,7 @@ TABLES: dict[ExperimentName, Callable] = {
 
 
 def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool = False, ir_drop: bool = False,
-              data_dir: str = "", models: tuple[str, ...] = (), chips: int = 0,
+              data_dir: str = "", models: tuple[str, ...] = (), chips: int = 0, epochs: int = 0,
               reporter: Reporter | None = None) -> Path:
     """Run (or resume) every run of an experiment and write its table, summary and plots.
 
@@ -222,6 +224,7 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
         data_dir: data directory passed to every run ("" = cache/fetch).
         models: override the experiment's models.
         chips: override the chip count (on-chip methods: retrained chips; others: Monte Carlo chips).
+        epochs: override the training epochs (teachers; every training of papers 001/002).
     """
     try:
         name = ExperimentName(name)
@@ -233,19 +236,27 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
         b = Budget(**(b.__dict__ | {"models": tuple(models)}))
     if chips:
         b = Budget(**(b.__dict__ | {"chips": chips if b.chips > 1 else b.chips, "eval_chips": chips}))
+    if epochs:
+        b = Budget(**(b.__dict__ | {"teacher_epochs": epochs}))
     suffix = ("-irdrop" if ir_drop else "") + ("-quick" if quick else "")
     out = Path(out) if out else Path("results") / f"{name.value}{suffix}"
     runs = plan(name, b, data_dir, ir_drop, out)
     t0 = time.perf_counter()
-    metrics = {}
     for r in runs:
         exp = Experiment.from_sections(r.sections)
-        metrics[r.name] = train_run(exp, out / "runs" / r.name, f"cosim train --config {out}/runs/{r.name}/config.toml "
-                                    f"--out {out}/runs/{r.name}", reporter)
+        train_run(exp, out / "runs" / r.name, f"cosim train --config {out}/runs/{r.name}/config.toml "
+                  f"--out {out}/runs/{r.name}", reporter)
+    # The table covers every run of this experiment present in the folder, so calls that add
+    # models (or chips) accumulate into one table.
+    every = plan(name, Budget(**(b.__dict__ | {"models": tuple(dict.fromkeys(FULL[name].models + b.models))})),
+                 data_dir, ir_drop, out)
+    done = [r for r in every if (out / "runs" / r.name / "metrics.json").exists()]
+    metrics = {r.name: json.loads((out / "runs" / r.name / "metrics.json").read_text()) for r in done}
+    runs = done
     table = TABLES[name](runs, metrics, out)
     command = (f"cosim reproduce {name.value}" + (" --quick" if quick else "") + (" --ir-drop" if ir_drop else "")
                + (f" --data-dir {data_dir}" if data_dir else "") + "".join(f" --model {m}" for m in models)
-               + (f" --chips {chips}" if chips else ""))
+               + (f" --chips {chips}" if chips else "") + (f" --epochs {epochs}" if epochs else ""))
     wall = time.perf_counter() - t0
     header = (f"# {name.value}{suffix}\n\n{_DOCS[name]}.\n\n"
               f"Command: `{command}` ({len(runs)} runs; this call {wall:.0f} s; per-run configs with seeds in "

@@ -48,18 +48,23 @@ class SurrogateParams:
     col_scale: float = 1.0
 
 
+def _reverse_cumsum(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``Σ_{m≥k} x_m`` along ``dim`` (total minus the exclusive prefix sum; no flips, no copies)."""
+    return x.sum(dim, keepdim=True) - torch.cumsum(x, dim) + x
+
+
 def _row_drop(current: torch.Tensor, r_row: float) -> torch.Tensor:
     """(…, rows, cols): ``r_row · Σ_{k=1..j} Σ_{m≥k} I[…, m]`` along each row (0 at column 0)."""
-    tail = torch.flip(torch.cumsum(torch.flip(current, [-1]), -1), [-1])  # Σ_{m≥k}
-    drop = torch.cumsum(tail[..., 1:], -1) * r_row
-    return torch.nn.functional.pad(drop, (1, 0))
+    tail = _reverse_cumsum(current, -1)  # Σ_{m≥k}
+    return (torch.cumsum(tail, -1) - tail[..., :1]) * r_row
 
 
 def _col_rise(current: torch.Tensor, r_col: float, r_sense: float) -> torch.Tensor:
     """(…, rows, cols): column node voltages for cell currents ``current``."""
-    head = torch.cumsum(current, -2)  # Σ_{m≤k}
-    rise = torch.flip(torch.cumsum(torch.flip(head[..., :-1, :], [-2]), -2), [-2]) * r_col
-    return torch.nn.functional.pad(rise, (0, 0, 0, 1)) + r_sense * current.sum(-2, keepdim=True)
+    head = torch.cumsum(current, -2)  # Σ_{m≤k}; the last row's is the column total
+    total = head[..., -1:, :]
+    # Σ_{k=i..rows−2} head_k = (Σ_{k≥i} head_k) − head_last
+    return (_reverse_cumsum(head, -2) - total) * r_col + r_sense * total
 
 
 def surrogate_currents(g_siemens: torch.Tensor, v_volt: torch.Tensor, spec: ArraySpec,
@@ -67,16 +72,17 @@ def surrogate_currents(g_siemens: torch.Tensor, v_volt: torch.Tensor, spec: Arra
     """Column currents the array returns for each input vector.
 
     Args:
-        g_siemens: (rows, cols) or (batch, rows, cols) device conductances, siemens.
-        v_volt: (batch, rows) input voltages, volts (0 = unselected row).
+        g_siemens: (…, rows, cols) device conductances, siemens; the leading dimensions
+            broadcast against those of ``v_volt`` (one matrix for a whole batch, or one per vector).
+        v_volt: (…, rows) input voltages, volts (0 = unselected row).
         spec: the array's parasitics, cell kind, unselected-row policy and I–V law.
         params: calibrated coefficients.
 
     Returns:
-        (batch, cols) currents into the sense nodes, amperes (same dtype as ``v_volt``).
+        (…, cols) currents into the sense nodes, amperes (same dtype as ``v_volt``).
     """
     v = v_volt
-    g = g_siemens.to(v.dtype).expand(v.shape[0], *g_siemens.shape[-2:])
+    g = g_siemens.to(v.dtype)
     r_row, r_drv = spec.r_wire_row_ohm * params.row_scale, spec.r_driver_ohm * params.row_scale
     r_col, r_sense = spec.r_wire_col_ohm * params.col_scale, spec.r_sense_ohm * params.col_scale
     selected = (v > 0).unsqueeze(-1)
@@ -100,34 +106,43 @@ def surrogate_currents(g_siemens: torch.Tensor, v_volt: torch.Tensor, spec: Arra
             v_row = torch.where(floating, v0 - drop, v_row)
         return v_row - v_col
 
+    # Node voltages of a passive network driven by sources in [0, v_max] stay in [0, v_max], so no
+    # device ever sees more than ±v_max: clamping there leaves the solution alone and keeps an
+    # overshooting sinh sweep from running away.
+    v_max = v.amax(-1)[..., None, None]
+
     def cell(dv: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
-        dv = dv - r_acc * current
+        dv = torch.clamp(dv - r_acc * current, -v_max, v_max)
         return g * torch.sinh(a * dv) / a if sinh else g * dv
 
-    current = cell(torch.where(floating, torch.zeros_like(vin), vin).expand_as(g), torch.zeros_like(g))
+    shape = torch.broadcast_shapes(g.shape, vin.shape)
+    current = cell(torch.where(floating, torch.zeros_like(vin), vin).expand(shape), torch.zeros(shape, dtype=v.dtype,
+                                                                                                  device=v.device))
     # Damping from the largest eigenvalue of the linearised loading operator I ↦ g_eff·(R I).
     with torch.no_grad():
-        g_lin = g * (math.cosh(a * spec.v_read_volt) if sinh else 1.0)
-        g_lin = g_lin / (1 + g_lin * r_acc)
-        x = torch.ones_like(g)
-        lam = torch.zeros(g.shape[0], 1, 1, dtype=g.dtype, device=g.device)
+        # Largest small-signal slope of a cell (sinh: at v_read across it); the access resistance
+        # enters the sweep explicitly, so it loads the operator like a line resistance does.
+        # Estimated on the conductances before 1T1R row selection (an upper bound for every
+        # vector), once per distinct conductance matrix rather than once per input vector.
+        g_lin = g_siemens.to(v.dtype) * (math.cosh(a * spec.v_read_volt) if sinh else 1.0)
+        x = torch.ones_like(g_lin)
+        lam = torch.zeros(*g_lin.shape[:-2], 1, 1, dtype=g.dtype, device=g.device)
         for _ in range(POWER_STEPS):
-            y = g_lin * (_row_drop(x, r_row) + r_drv * x.sum(-1, keepdim=True) + _col_rise(x, r_col, r_sense))
-            lam = y.flatten(1).norm(dim=1).view(-1, 1, 1) / x.flatten(1).norm(dim=1).view(-1, 1, 1).clamp_min(1e-300)
-            x = y / y.flatten(1).abs().amax(dim=1).view(-1, 1, 1).clamp_min(1e-300)
+            y = g_lin * (_row_drop(x, r_row) + r_drv * x.sum(-1, keepdim=True) + _col_rise(x, r_col, r_sense)
+                         + r_acc * x)
+            lam = torch.linalg.vector_norm(y, dim=(-2, -1), keepdim=True) / torch.linalg.vector_norm(
+                x, dim=(-2, -1), keepdim=True).clamp_min(1e-300)
+            x = y / y.abs().amax(dim=(-2, -1), keepdim=True).clamp_min(1e-300)
         omega = 2.0 / (2.0 + 1.1 * lam)
     for _ in range(params.iterations):
-        current = (1 - omega) * current + omega * cell(load(current), current)
+        current = torch.lerp(current, cell(load(current), current), omega)
     return current.sum(-2)
 
 
 def surrogate_effective_conductance(g_siemens: torch.Tensor, spec: ArraySpec,
                                     params: SurrogateParams = SurrogateParams()) -> torch.Tensor:
-    """(…, rows, cols) ``G_eff`` of grounded linear 1R tiles from the surrogate: one sweep batch of
-    unit inputs per tile, so that ``I = V · G_eff`` (the layer's array-model interface)."""
+    """(…, rows, cols) ``G_eff`` of grounded linear 1R tiles from the surrogate: every tile driven
+    by each unit input in turn, so that ``I = V · G_eff`` (the layer's array-model interface)."""
     rows = g_siemens.shape[-2]
-    lead = g_siemens.shape[:-2]
-    g = g_siemens.reshape(-1, 1, rows, g_siemens.shape[-1]).expand(-1, rows, -1, -1).reshape(-1, rows, g_siemens.shape[-1])
-    unit = torch.eye(rows, dtype=g_siemens.dtype, device=g_siemens.device).repeat(max(1, math.prod(lead)), 1)
-    out = surrogate_currents(g, unit * spec.v_read_volt, spec, params) / spec.v_read_volt
-    return out.reshape(*lead, rows, g_siemens.shape[-1])
+    unit = torch.eye(rows, dtype=g_siemens.dtype, device=g_siemens.device) * spec.v_read_volt
+    return surrogate_currents(g_siemens.unsqueeze(-3), unit, spec, params) / spec.v_read_volt

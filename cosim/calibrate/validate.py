@@ -36,6 +36,7 @@ class ValidationResult:
     Attributes:
         rows: one dict per (part, size, wire-resistance bin) with per-model error stats.
         overall: per model, error stats over everything.
+        by_kind: per (I–V law, unselected-row policy), per-model error stats.
         cross_check_max_rel: max |nodal − ngspice| / full scale over linear arrays ngspice solved.
         scatter: (truth, surrogate) current pairs, amperes, for the scatter plot (subsampled).
         errors_by_model: flat error arrays per model, for the histograms.
@@ -45,6 +46,7 @@ class ValidationResult:
 
     rows: list[dict]
     overall: dict
+    by_kind: list[dict]
     cross_check_max_rel: float
     scatter: np.ndarray
     errors_by_model: dict
@@ -83,6 +85,7 @@ def score(samples: list[RawSample], model: SurrogateModel, part: str, acc: dict,
             err = relative_errors(pred, s.currents_amp, s.conductance_siemens, v_read)
             acc["groups"][key][name].append(err)
             acc["all"][name].append(err)
+            acc["kinds"][(s.spec.cell_iv.value, s.spec.unselected.value)][name].append(err)
             acc["points"].append((s.spec.rows, s.spec.r_wire_row_ohm, name, float(np.median(err))))
         if s.solver == Solver.NGSPICE.value and s.spec.cell_iv is CellIV.LINEAR:
             worst = max(worst, float(relative_errors(exact, s.currents_amp, s.conductance_siemens, v_read).max()))
@@ -95,7 +98,8 @@ def validate_model(model: SurrogateModel, out_dir: Path, samples: int = 12, seed
                    extra_sizes: tuple[int, ...] = (128,), workers: int = 2, reporter: Reporter | None = None) -> ValidationResult:
     """Solve fresh arrays (resumable, under ``out_dir/campaigns``) and score the three models."""
     t0 = time.perf_counter()
-    acc: dict = {"groups": defaultdict(lambda: defaultdict(list)), "all": defaultdict(list), "points": [], "scatter": []}
+    acc: dict = {"groups": defaultdict(lambda: defaultdict(list)), "kinds": defaultdict(lambda: defaultdict(list)),
+                 "all": defaultdict(list), "points": [], "scatter": []}
     rng = np.random.default_rng(seed)
     worst = 0.0
     for part, campaign in validation_campaigns(model, samples, seed, extra_sizes).items():
@@ -107,7 +111,9 @@ def validate_model(model: SurrogateModel, out_dir: Path, samples: int = 12, seed
         rows.append({"part": part, "size": size, "r_wire_ohm": wire,
                      **{m: error_stats(np.concatenate(per_model[m])) for m in MODELS}})
     overall = {m: error_stats(np.concatenate(acc["all"][m])) for m in MODELS}
-    return ValidationResult(rows, overall, worst, np.concatenate(acc["scatter"]),
+    by_kind = [{"cell_iv": iv, "unselected": un, **{m: error_stats(np.concatenate(per[m])) for m in MODELS}}
+               for (iv, un), per in sorted(acc["kinds"].items())]
+    return ValidationResult(rows, overall, by_kind, worst, np.concatenate(acc["scatter"]),
                             {m: np.concatenate(acc["all"][m]) for m in MODELS}, acc["points"],
                             time.perf_counter() - t0)
 
@@ -123,6 +129,12 @@ def markdown_table(result: ValidationResult) -> str:
                      + " | ".join(fmt(r[m]) for m in MODELS) + " |")
     lines.append(f"| **all** | | | {result.overall['surrogate']['n']} | "
                  + " | ".join(fmt(result.overall[m]) for m in MODELS) + " |")
+    lines += ["", "By cell law and unselected rows (every size, every part):", "",
+              "| cells | unselected rows | n | " + " | ".join(f"{m} median / p95 / p99 / max (%)" for m in MODELS) + " |",
+              "|" + "---|" * (3 + len(MODELS))]
+    for k in result.by_kind:
+        lines.append(f"| {k['cell_iv']} | {k['unselected']} | {k['surrogate']['n']} | "
+                     + " | ".join(fmt(k[m]) for m in MODELS) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -33,7 +33,7 @@ from cosim.layers import ArrayModel, HardwareConfig, unconvert
 from cosim.models import ModelName, build_model
 from cosim.plots import plot_accuracy_histogram, plot_loss
 from cosim.report import NullReporter, Reporter
-from cosim.specs import DeviceSpec, FaultSpec
+from cosim.specs import DeviceSpec, FaultSpec, coerce_enums
 from cosim.train import CheckpointError, Method, TrainConfig, faulty_student, fit, model_signature
 
 MODEL_FORMAT = "cosim-model"
@@ -97,12 +97,7 @@ class RunConfig:
     last 10 % of the training images, held out of the search's training), then train on everything."""
 
     def __post_init__(self) -> None:
-        for name, enum in (("model", ModelName), ("dataset", DatasetName), ("device", TorchDevice)):
-            try:
-                object.__setattr__(self, name, enum(getattr(self, name)))
-            except ValueError:
-                raise SpecError(f"{name} must be one of {', '.join(e.value for e in enum)}; "
-                                f"got {getattr(self, name)!r}.") from None
+        coerce_enums(self, {"model": ModelName, "dataset": DatasetName, "device": TorchDevice})
         for name in ("train_limit", "test_limit"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise SpecError(f"{name} must be a whole number >= 0.")

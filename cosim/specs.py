@@ -58,6 +58,18 @@ def _require(condition: bool, message: str) -> None:
         raise SpecError(message)
 
 
+def coerce_enums(obj: object, fields: dict[str, type[Enum]]) -> None:
+    """Store each named field of a frozen dataclass as its enum, accepting the enum's string
+    values too (from TOML or the CLI); an unknown value is refused naming the choices."""
+    for name, enum in fields.items():
+        value = getattr(obj, name)
+        try:
+            object.__setattr__(obj, name, enum(value))
+        except ValueError:
+            choices = ", ".join(e.value for e in enum)  # type: ignore[attr-defined]
+            raise SpecError(f"{name} must be one of {choices}; got {value!r}.") from None
+
+
 def _finite_nonneg(name: str, value: float) -> None:
     _require(
         isinstance(value, (int, float)) and math.isfinite(value) and value >= 0,
@@ -186,14 +198,7 @@ class ArraySpec:
             )
         for name in ("r_wire_row_ohm", "r_wire_col_ohm", "r_driver_ohm", "r_sense_ohm", "r_access_ohm"):
             _finite_nonneg(name, getattr(self, name))
-        # Accept the enums' string values too (from TOML or the CLI), but store enums.
-        for name, enum in (("cell", CellKind), ("unselected", Unselected), ("cell_iv", CellIV)):
-            value = getattr(self, name)
-            try:
-                object.__setattr__(self, name, enum(value))
-            except ValueError:
-                choices = ", ".join(e.value for e in enum)
-                raise SpecError(f"{name} must be one of {choices}; got {value!r}.") from None
+        coerce_enums(self, {"cell": CellKind, "unselected": Unselected, "cell_iv": CellIV})
         _require(
             math.isfinite(self.sinh_a_per_volt) and self.sinh_a_per_volt > 0,
             f"sinh_a_per_volt must be a finite number > 0, got {self.sinh_a_per_volt!r}.",

@@ -167,3 +167,37 @@ def test_nodal_newton_converges_on_an_ill_conditioned_sinh_array():
     sweep = surrogate_currents(torch.from_numpy(s.conductance_siemens), torch.from_numpy(v), s.spec,
                                SurrogateParams(60)).numpy()
     assert relative_errors(sweep, nodal, s.conductance_siemens, s.spec.v_read_volt).max() < 1e-8
+
+
+def test_surrogate_array_model_in_the_layer_and_its_range(tmp_path):
+    import warnings
+
+    from cosim.layers import CrossbarLinear, HardwareConfig
+    from cosim.layers.config import OutOfRangeWarning
+    from cosim.specs import FaultSpec
+
+    path = tmp_path / "s.h5"
+    write_model(path, SurrogateModel(SurrogateParams(40), CampaignSpec(sizes=(8, 16)), {}, {}), ["x"])
+    common = dict(tile_rows=16, tile_cols=16, faults=FaultSpec(), r_wire_row_ohm=4.0)
+    surrogate = HardwareConfig(array_model="surrogate", surrogate_model=str(path), **common)
+    exact = HardwareConfig(array_model="exact", **common)
+    a = CrossbarLinear(40, 20, hw=surrogate, seed=1, dtype=torch.float64)
+    b = CrossbarLinear(40, 20, hw=exact, seed=1, dtype=torch.float64)
+    b.load_state_dict(a.state_dict())
+    ideal = CrossbarLinear(40, 20, hw=HardwareConfig(**common), seed=1, dtype=torch.float64)
+    ideal.load_state_dict(a.state_dict())
+    with torch.no_grad():
+        wa, wb, wi = a.realised_weights(), b.realised_weights(), ideal.realised_weights()
+    assert (wa - wb).abs().max() < 1e-9 * wb.abs().max()
+    assert (wi - wb).abs().max() > 1e-3 * wb.abs().max()  # the parasitics do matter here
+    x = torch.randn(3, 40, dtype=torch.float64, requires_grad=True)
+    a(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        HardwareConfig(array_model="surrogate", surrogate_model=str(path), tile_rows=64, tile_cols=64)
+    assert any(issubclass(w.category, OutOfRangeWarning) and "tile 64x64 outside sizes 8..16" in str(w.message)
+               for w in caught)
+    with pytest.raises(SpecError, match="used outside its calibrated range"):
+        HardwareConfig(array_model="surrogate", surrogate_model=str(path), r_driver_ohm=9.0, strict_range=True,
+                       tile_rows=16, tile_cols=16)

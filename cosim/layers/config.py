@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cosim.errors import SpecError
-from cosim.specs import DeviceSpec, FaultSpec
+from cosim.specs import DeviceSpec, FaultSpec, coerce_enums
 
 
 class ArrayModel(str, Enum):
@@ -128,12 +128,7 @@ class HardwareConfig:
         _check(math.isfinite(self.adc_range) and self.adc_range > 0, f"adc_range must be > 0, got {self.adc_range!r}.")
         _check(math.isfinite(self.fixed_point_range) and self.fixed_point_range > 0,
                f"fixed_point_range must be > 0, got {self.fixed_point_range!r}.")
-        for name, enum in (("mapping", Mapping), ("array_model", ArrayModel), ("weight_format", WeightFormat)):
-            try:
-                object.__setattr__(self, name, enum(getattr(self, name)))
-            except ValueError:
-                choices = ", ".join(e.value for e in enum)
-                raise SpecError(f"{name} must be one of {choices}; got {getattr(self, name)!r}.") from None
+        coerce_enums(self, {"mapping": Mapping, "array_model": ArrayModel, "weight_format": WeightFormat})
         for name in ("r_wire_row_ohm", "r_wire_col_ohm", "r_driver_ohm", "r_sense_ohm"):
             value = getattr(self, name)
             _check(math.isfinite(value) and value >= 0, f"{name} must be a finite number >= 0, got {value!r}.")

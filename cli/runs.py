@@ -139,6 +139,7 @@ def reproduce(
     model: Annotated[list[ModelName] | None, typer.Option("--model", help="Override the experiment's models (repeatable).")] = None,
     chips: Annotated[int, typer.Option("--chips", min=0, help="Override the chip count (0 = the experiment's).")] = 0,
     epochs: Annotated[int, typer.Option("--epochs", min=0, help="Override the training epochs (0 = the experiment's).")] = 0,
+    dataset: Annotated[DatasetName | None, typer.Option("--dataset", help="Override the data set (e.g. fashion-mnist).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Results folder (default results/<experiment>[-irdrop][-quick]).")] = None,
 ) -> None:
     """Reproduce a paper's table or figure: runs (resumable), table.md, summary.json, PNG plots."""
@@ -152,6 +153,7 @@ def reproduce(
             raise typer.Exit(2)
         return
     dest = run_experiment(experiment, out, quick, ir_drop, str(data_dir) if data_dir else "",
-                          tuple(m.value for m in model or ()), chips, epochs, RichReporter())
+                          tuple(m.value for m in model or ()), chips, epochs, dataset.value if dataset else "",
+                          RichReporter())
     console.print((dest / "table.md").read_text())
     console.print(f"wrote {dest}/table.md, summary.json and the runs under {dest}/runs/")

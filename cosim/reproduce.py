@@ -213,7 +213,7 @@ TABLES: dict[ExperimentName, Callable] = {
 
 def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool = False, ir_drop: bool = False,
               data_dir: str = "", models: tuple[str, ...] = (), chips: int = 0, epochs: int = 0,
-              reporter: Reporter | None = None) -> Path:
+              dataset: str = "", reporter: Reporter | None = None) -> Path:
     """Run (or resume) every run of an experiment and write its table, summary and plots.
 
     Args:
@@ -225,6 +225,7 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
         models: override the experiment's models.
         chips: override the chip count (on-chip methods: retrained chips; others: Monte Carlo chips).
         epochs: override the training epochs (teachers; every training of papers 001/002).
+        dataset: override the data set (e.g. ``fashion-mnist`` for paper 002's second figure).
     """
     try:
         name = ExperimentName(name)
@@ -238,7 +239,10 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
         b = Budget(**(b.__dict__ | {"chips": chips if b.chips > 1 else b.chips, "eval_chips": chips}))
     if epochs:
         b = Budget(**(b.__dict__ | {"teacher_epochs": epochs}))
-    suffix = ("-irdrop" if ir_drop else "") + ("-quick" if quick else "")
+    if dataset:
+        b = Budget(**(b.__dict__ | {"dataset": dataset}))
+    suffix = (f"-{b.dataset}" if b.dataset != "mnist" else "") + ("-irdrop" if ir_drop else "") + (
+        "-quick" if quick else "")
     out = Path(out) if out else Path("results") / f"{name.value}{suffix}"
     runs = plan(name, b, data_dir, ir_drop, out)
     t0 = time.perf_counter()
@@ -256,7 +260,8 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     table = TABLES[name](runs, metrics, out)
     command = (f"cosim reproduce {name.value}" + (" --quick" if quick else "") + (" --ir-drop" if ir_drop else "")
                + (f" --data-dir {data_dir}" if data_dir else "") + "".join(f" --model {m}" for m in models)
-               + (f" --chips {chips}" if chips else "") + (f" --epochs {epochs}" if epochs else ""))
+               + (f" --chips {chips}" if chips else "") + (f" --epochs {epochs}" if epochs else "")
+               + (f" --dataset {dataset}" if dataset else ""))
     wall = time.perf_counter() - t0
     header = (f"# {name.value}{suffix}\n\n{_DOCS[name]}.\n\n"
               f"Command: `{command}` ({len(runs)} runs; this call {wall:.0f} s; per-run configs with seeds in "

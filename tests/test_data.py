@@ -89,6 +89,14 @@ def test_cifar_unpickler_runs_no_code(tmp_path, capsys):
         load_dataset("cifar10", "test", data_dir=tmp_path)
 
 
+def test_real_fashion_mnist_from_debian_when_installed():
+    """Debian's dataset-fashion-mnist (gzipped IDX): both splits pass their checksums."""
+    if not (data.FASHION_MNIST_DEBIAN_DIR / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip("dataset-fashion-mnist not installed here (`make data` installs it)")
+    d = load_dataset("fashion-mnist", "test", cache_dir="/nonexistent", fetch=False)
+    assert len(d) == 10_000 and np.bincount(d.labels.numpy(), minlength=10).tolist() == [1000] * 10
+
+
 def test_real_mnist_when_present():
     """The real test set, if this machine has it cached (`cosim data fetch`): 10 000 images, all 10 digits."""
     folder = data.default_cache_dir() / "mnist"

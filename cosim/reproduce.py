@@ -90,7 +90,8 @@ def plan(name: ExperimentName, b: Budget, data_dir: str, ir_drop: bool, root: Pa
             teacher = f"{model}-teacher"
             runs.append(RunPlan(teacher, {"run": _base(model, b, data_dir) | {"eval_chips": 1},
                                           "train": {"epochs": b.teacher_epochs}}, {"model": model, "role": "teacher"}))
-            for mapping in ("one_cell", "differential_slices"):
+            # The one-cell preset has no conductances, so no circuit: IR-drop tables use the physical one.
+            for mapping in ("differential_slices",) if ir_drop else ("one_cell", "differential_slices"):
                 for method in ("masked", "kd", "partition"):
                     run = _base(model, b, data_dir) | {"train_limit": b.retrain_limit, "chips": b.chips,
                                                        "teacher": str(root / "runs" / teacher),

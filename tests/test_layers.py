@@ -244,6 +244,7 @@ def test_converters_within_half_a_step():
         (dict(prog_sigma=-0.1), "prog_sigma must be >= 0"),
         (dict(array_model="spice"), "array_model must be one of ideal, surrogate, exact"),
         (dict(array_model="surrogate"), "array_model surrogate needs surrogate_model"),
+        (dict(array_model="exact", mapping="one_cell"), "one_cell preset holds abstract weights"),
     ],
 )
 def test_bad_hardware_configs_refused(kwargs, fragment):

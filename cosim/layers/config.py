@@ -132,6 +132,9 @@ class HardwareConfig:
         for name in ("r_wire_row_ohm", "r_wire_col_ohm", "r_driver_ohm", "r_sense_ohm"):
             value = getattr(self, name)
             _check(math.isfinite(value) and value >= 0, f"{name} must be a finite number >= 0, got {value!r}.")
+        _check(self.mapping is not Mapping.ONE_CELL or self.array_model is ArrayModel.IDEAL,
+               "the one_cell preset holds abstract weights, not conductances: array models other than ideal "
+               "need mapping differential_slices.")
         if self.array_model is ArrayModel.SURROGATE:
             _check(bool(self.surrogate_model), "array_model surrogate needs surrogate_model, the path of a "
                    "calibrated model (device_models/default.h5).")

@@ -287,7 +287,3 @@ _DOCS = {
     ExperimentName.PAPER001_DVA_DFP: "paper 001: DVA and DFP against on/off ratio (2, 10, 100) and σ (0.1, 0.3, 0.5); LeNet-5",
 }
 
-
-def load_metrics(out: Path) -> dict:
-    """The summary of a finished experiment (for reports)."""
-    return json.loads((Path(out) / "summary.json").read_text())

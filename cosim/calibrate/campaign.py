@@ -24,7 +24,7 @@ from cosim.device import apply_faults, draw_fault_map, random_conductances
 from cosim.errors import CosimError, SpecError
 from cosim.fileio import load_npz, write_json, write_npz
 from cosim.report import NullReporter, Reporter
-from cosim.specs import ArraySpec, CellIV, CellKind, DeviceSpec, FaultSpec, SolveOptions, Solver, Unselected
+from cosim.specs import ArraySpec, CellIV, CellKind, DeviceSpec, FaultSpec, Solver, Unselected
 from cosim.spice.solve import plan_netlists, validate_inputs
 from cosim.spice.nodal import solve_nodal
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cosim.calibrate.campaign import CampaignSpec, run_campaign
+from cosim.calibrate.campaign import run_campaign
 from cosim.calibrate.fit import error_stats, relative_errors, surrogate_on
 from cosim.calibrate.store import RawSample, SurrogateModel, read_raw
 from cosim.report import Reporter
@@ -137,7 +137,3 @@ def markdown_table(result: ValidationResult) -> str:
                      + " | ".join(fmt(k[m]) for m in MODELS) + " |")
     return "\n".join(lines) + "\n"
 
-
-def campaign_is_linear(campaign: CampaignSpec) -> bool:
-    """Whether every array of the campaign has linear cells."""
-    return set(campaign.ivs) == {CellIV.LINEAR}

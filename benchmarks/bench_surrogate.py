@@ -8,8 +8,9 @@ A 64x64 tile (2.5 ohm wires, drivers and sense; faulty devices), two figures:
 
     python benchmarks/bench_surrogate.py [--model device_models/default.h5] [--repeats 5] [--threads 1]
 
-On a machine whose cores are busy with other work, torch's thread pool stalls on multi-threaded
-kernels (measured here: 8 vectors 270 ms with 2 busy threads, 11 ms with one): use --threads 1.
+Run it on an idle machine: with the cores busy, torch's thread pool stalls on multi-threaded
+kernels (8 vectors: 270 ms with 2 busy threads, 11 ms with one) and the sparse solve slows ~10x,
+which distorts the ratios both ways.
 """
 
 from __future__ import annotations

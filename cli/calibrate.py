@@ -61,8 +61,8 @@ def calibrate(
     _, solved = read_raw(cdir.path / "raw.h5", campaign.campaign_id)
     model = fit_surrogate(campaign, solved, target_p99)
     hashes = netlist_hashes(cdir.path / "raw.h5")
-    command = f"cosim calibrate --name {shlex.quote(name)} --config <campaign.toml>" if config else None
-    model.meta["command"] = command or _command(name, campaign)
+    model.meta["command"] = (f"cosim calibrate --name {shlex.quote(name)} --config {shlex.quote(str(config))}"
+                             if config else _command(name, campaign))
     model.meta["cosim_version"] = cosim.__version__
     dest = models_dir / f"{name}.h5"
     write_model(dest, model, hashes)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import time
 import tomllib
@@ -352,8 +353,6 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
 
 
 def _read_json(path: Path) -> dict:
-    import json
-
     try:
         return json.loads(Path(path).read_text())
     except json.JSONDecodeError as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
@@ -235,13 +235,13 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     reporter = reporter or NullReporter()
     b = QUICK if quick else FULL[name]
     if models:
-        b = Budget(**(b.__dict__ | {"models": tuple(models)}))
-    if chips:
-        b = Budget(**(b.__dict__ | {"chips": chips if b.chips > 1 else b.chips, "eval_chips": chips}))
+        b = replace(b, models=tuple(models))
+    if chips:  # on-chip budgets retrain several chips; the others only evaluate them
+        b = replace(b, chips=chips if b.chips > 1 else b.chips, eval_chips=chips)
     if epochs:
-        b = Budget(**(b.__dict__ | {"teacher_epochs": epochs}))
+        b = replace(b, teacher_epochs=epochs)
     if dataset:
-        b = Budget(**(b.__dict__ | {"dataset": dataset}))
+        b = replace(b, dataset=dataset)
     suffix = (f"-{b.dataset}" if b.dataset != "mnist" else "") + ("-irdrop" if ir_drop else "") + (
         "-quick" if quick else "")
     out = Path(out) if out else Path("results") / f"{name.value}{suffix}"
@@ -253,8 +253,7 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
                   f"--out {out}/runs/{r.name}", reporter)
     # The table covers every run of this experiment present in the folder, so calls that add
     # models (or chips) accumulate into one table.
-    every = plan(name, Budget(**(b.__dict__ | {"models": tuple(dict.fromkeys(FULL[name].models + b.models))})),
-                 data_dir, ir_drop, out)
+    every = plan(name, replace(b, models=tuple(dict.fromkeys(FULL[name].models + b.models))), data_dir, ir_drop, out)
     done = [r for r in every if (out / "runs" / r.name / "metrics.json").exists()]
     metrics = {r.name: json.loads((out / "runs" / r.name / "metrics.json").read_text()) for r in done}
     runs = done

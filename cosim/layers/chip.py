@@ -201,29 +201,29 @@ def _untile(tiles: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return tiles.movedim(-2, -3).reshape(*lead, ti * rows, to * cols)[..., : shape[0], : shape[1]]
 
 
+SURROGATE_TILES_PER_CALL = 16
+"""Tiles whose G_eff the surrogate computes together (each needs rows × rows × cols of memory)."""
+
+
 def _surrogate(g: torch.Tensor, hw: HardwareConfig) -> torch.Tensor:
-    """Every tile's effective conductance from the calibrated surrogate, all tiles in one batch."""
+    """Every tile's effective conductance from the calibrated surrogate, a few tiles per call."""
     from cosim.calibrate.surrogate import surrogate_effective_conductance
 
     tiles, shape = _tiles(g, hw)
-    geff = surrogate_effective_conductance(tiles.reshape(-1, hw.tile_rows, hw.tile_cols), tile_spec(hw),
-                                           hw.surrogate.params)
+    flat = tiles.reshape(-1, hw.tile_rows, hw.tile_cols)
+    spec, params = tile_spec(hw), hw.surrogate.params
+    geff = torch.cat([surrogate_effective_conductance(flat[i : i + SURROGATE_TILES_PER_CALL], spec, params)
+                      for i in range(0, flat.shape[0], SURROGATE_TILES_PER_CALL)])
     return _untile(geff.reshape(tiles.shape), shape)
 
 
 def _exact(g: torch.Tensor, hw: HardwareConfig) -> torch.Tensor:
-    """Replace every tile's conductances by its effective conductance matrix (circuit solved)."""
-    n, p, s, n_in, n_out = g.shape
-    out = torch.empty_like(g)
-    gn = g.cpu().numpy()
+    """Replace every tile's conductances by its effective conductance matrix (circuit solved).
+
+    Unused cells of a partial tile are real devices left at HRS, on rows driven at 0 V.
+    """
+    tiles, shape = _tiles(g, hw)
     spec = tile_spec(hw)
-    for r0 in range(0, n_in, hw.tile_rows):
-        for c0 in range(0, n_out, hw.tile_cols):
-            rows, cols = min(hw.tile_rows, n_in - r0), min(hw.tile_cols, n_out - c0)
-            for idx in np.ndindex(n, p, s):
-                # Unused cells of a partial tile are real devices left at HRS, on rows driven at 0 V.
-                tile = np.full((hw.tile_rows, hw.tile_cols), hw.device.g_off_siemens)
-                tile[:rows, :cols] = gn[idx][r0 : r0 + rows, c0 : c0 + cols]
-                geff = exact_effective_conductance(tile, spec)
-                out[idx][r0 : r0 + rows, c0 : c0 + cols] = torch.from_numpy(geff[:rows, :cols])
-    return out.to(g.device)
+    flat = tiles.reshape(-1, hw.tile_rows, hw.tile_cols).cpu().numpy()
+    geff = np.stack([exact_effective_conductance(tile, spec) for tile in flat])
+    return _untile(torch.from_numpy(geff).reshape(tiles.shape), shape).to(g.device)

@@ -208,14 +208,17 @@ class _CrossbarCore:
             x = quantise_signed(x, xmax, self.hw.dac_bits)
         return x, xmax
 
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_batch(self, batch: int) -> None:
         n = self.n_chips
-        if x.shape[0] % n:
+        if batch % n:
             raise SpecError(
                 f"a layer holding {n} chips needs a batch that is a multiple of {n} (chip-major, see "
-                f"repeat_for_chips); got batch {x.shape[0]}."
+                f"repeat_for_chips); got batch {batch}."
             )
-        return x.reshape(n, x.shape[0] // n, *x.shape[1:])
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_batch(x.shape[0])
+        return x.reshape(self.n_chips, x.shape[0] // self.n_chips, *x.shape[1:])
 
 
 class CrossbarLinear(_CrossbarCore, nn.Linear):
@@ -256,7 +259,7 @@ class CrossbarConv2d(_CrossbarCore, nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         x, xmax = self._dac(x)
         n, (nb, c, h, w) = self.n_chips, x.shape
-        self._split(x)  # checks the batch
+        self._check_batch(nb)
         if self.hw.adc_bits is None:
             kernels = self._kernels()
             if n > 1:  # (n·B, C, H, W) → (B, n·C, H, W): chip k's channels meet chip k's kernels

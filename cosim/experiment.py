@@ -320,7 +320,11 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
                     out: Path, reporter: Reporter) -> dict:
     """Retrain one faulty student per chip; accuracy of each on its own chip, beside the unretrained one."""
     teacher_acc = digital_accuracy(teacher, test_data)
-    train_hw = replace(exp.hw, array_model=ArrayModel.IDEAL) if exp.run.train_on_ideal_array else exp.hw
+    # Retraining knows the chip's fault map, not the programming variation of the write that
+    # follows it (a fresh draw per write): students train without it and meet it on their chip.
+    train_hw = replace(exp.hw, prog_sigma=0.0)
+    if exp.run.train_on_ideal_array:
+        train_hw = replace(train_hw, array_model=ArrayModel.IDEAL)
     done_path = out / "chips.json"
     done: dict = _read_json(done_path) if done_path.exists() else {}
     for k in range(exp.run.chips):
@@ -333,7 +337,7 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
                      cfg, train_hw, teacher=teacher, checkpoint=out / "checkpoints" / f"chip-{chip}.pt", reporter=reporter)
         seconds = time.perf_counter() - t0
         save_model(out / "students" / f"chip-{chip}.pt", result.model, exp.run.model, {"chip_seed": chip})
-        student = result.model if train_hw is exp.hw else faulty_student(unconvert(result.model), exp.hw, chip)
+        student = result.model if train_hw == exp.hw else faulty_student(unconvert(result.model), exp.hw, chip)
         done[str(chip)] = {
             "retrained": digital_accuracy(student, test_data),
             "unretrained": digital_accuracy(faulty_student(teacher, exp.hw, chip), test_data),

@@ -10,13 +10,17 @@ gathers their ``metrics.json`` into ``<out>/table.md``, ``<out>/summary.json`` a
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
+import numpy as np
+
 from cosim.errors import SpecError
+from cosim.eval import summarise
 from cosim.experiment import Experiment, train_run
 from cosim.fileio import write_json, write_text
 from cosim.plots import plot_sweep
@@ -39,6 +43,9 @@ class ExperimentName(str, Enum):
     """Paper 002 Fig. 3: accuracy and EKL against σ_d for vanilla, GNI and OVF."""
     PAPER001_DVA_DFP = "paper001-dva-dfp"
     """Paper 001: DVA training and DFP against the on/off ratio and the variation σ."""
+    PARTITION_OVF = "partition-ovf"
+    """Beyond the papers: partition retraining with and without OVF-style variation training, on
+    faulty chips (multi-fault 25.03 %) whose retrained weights are written with variation σ_d."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ FULL = {
     ExperimentName.PAPER000_TABLE3: Budget(("mlp", "lenet", "convnet", "lenet5"), 15, 1, 10_000, 0, 0, 100, 1, ()),
     ExperimentName.PAPER002_FIG3: Budget(("vgg8",), 10, 10, 0, 0, 0, 1, 100, (0.0, 0.1, 0.2, 0.3, 0.4)),
     ExperimentName.PAPER001_DVA_DFP: Budget(("lenet5",), 10, 10, 0, 0, 0, 1, 100, (0.1, 0.3, 0.5)),
+    ExperimentName.PARTITION_OVF: Budget(("lenet5",), 15, 1, 10_000, 0, 0, 50, 1, (0.1, 0.2, 0.3)),
 }
 QUICK = Budget(("lenet5",), 1, 1, 1000, 1000, 300, 2, 4, (0.0, 0.3))
 
@@ -84,20 +92,27 @@ def plan(name: ExperimentName, b: Budget, data_dir: str, ir_drop: bool, root: Pa
     """The runs of experiment ``name`` under budget ``b``."""
     hw_extra = IR_DROP if ir_drop else {}
     runs: list[RunPlan] = []
-    if name in (ExperimentName.PAPER000_TABLE2, ExperimentName.PAPER000_TABLE3):
+    if name in (ExperimentName.PAPER000_TABLE2, ExperimentName.PAPER000_TABLE3, ExperimentName.PARTITION_OVF):
         faults = SAF_ONLY if name is ExperimentName.PAPER000_TABLE2 else MULTI_FAULT
         for model in b.models:
             teacher = f"{model}-teacher"
             runs.append(RunPlan(teacher, {"run": _base(model, b, data_dir) | {"eval_chips": 1},
                                           "train": {"epochs": b.teacher_epochs}}, {"model": model, "role": "teacher"}))
+            run = _base(model, b, data_dir) | {"train_limit": b.retrain_limit, "chips": b.chips,
+                                               "teacher": str(root / "runs" / teacher), "train_on_ideal_array": ir_drop}
+            if name is ExperimentName.PARTITION_OVF:
+                for sigma in (s for s in b.sigmas if s > 0):
+                    for method in ("partition", "partition_ovf"):
+                        runs.append(RunPlan(f"{model}-sigma{sigma:g}-{method}", {
+                            "run": dict(run), "train": {"method": method, "epochs": b.retrain_epochs, "sigma_d": sigma},
+                            "hardware": {**faults, "prog_sigma": sigma, **hw_extra}},
+                            {"model": model, "sigma": sigma, "method": method}))
+                continue
             # The one-cell preset has no conductances, so no circuit: IR-drop tables use the physical one.
             for mapping in ("differential_slices",) if ir_drop else ("one_cell", "differential_slices"):
                 for method in ("masked", "kd", "partition"):
-                    run = _base(model, b, data_dir) | {"train_limit": b.retrain_limit, "chips": b.chips,
-                                                       "teacher": str(root / "runs" / teacher),
-                                                       "train_on_ideal_array": ir_drop}
                     runs.append(RunPlan(f"{model}-{mapping}-{method}", {
-                        "run": run, "train": {"method": method, "epochs": b.retrain_epochs},
+                        "run": dict(run), "train": {"method": method, "epochs": b.retrain_epochs},
                         "hardware": {"mapping": mapping, **faults, **hw_extra}},
                         {"model": model, "mapping": mapping, "method": method}))
     elif name is ExperimentName.PAPER002_FIG3:
@@ -204,11 +219,44 @@ def _table_paper001(runs: list[RunPlan], metrics: dict) -> str:
     return "\n".join(lines) + "\n\nCells: mean accuracy % over chips ± 95 % CI. Static FP: one Q2.6 format (full scale 4) for every layer; DFP: per-layer power-of-two full scale.\n"
 
 
+def _table_partition_ovf(runs: list[RunPlan], metrics: dict, out: Path) -> str:
+    lines = ["| model | σ_d | chips | unretrained | partition | partition + OVF | OVF − partition, paired |",
+             "|---|---|---|---|---|---|---|"]
+    runs = [r for r in runs if "role" not in r.keys]
+    for model in dict.fromkeys(r.keys["model"] for r in runs):
+        sig = sorted({r.keys["sigma"] for r in runs if r.keys["model"] == model})
+        series: dict = {m: ([], []) for m in ("unretrained", "partition", "partition_ovf")}
+        for s in sig:
+            cell = {r.keys["method"]: metrics[r.name] for r in runs if r.keys["model"] == model and r.keys["sigma"] == s}
+            if set(cell) != {"partition", "partition_ovf"}:
+                continue
+            a, b = (np.asarray(cell[m]["hardware"]["accuracies"]) for m in ("partition", "partition_ovf"))
+            if a.size != b.size:  # paired only over the same chips
+                continue
+            diff = summarise(b - a, 1.0, 1.0, math.nan, cell["partition"]["hardware"]["n_images"])
+            for m, h in (("unretrained", cell["partition"]["unretrained"]), ("partition", cell["partition"]["hardware"]),
+                         ("partition_ovf", cell["partition_ovf"]["hardware"])):
+                series[m][0].append(100 * h["mean"])
+                series[m][1].append(100 * h["ci95"])
+            lines.append(f"| {model} | {s:g} | {a.size} | {_cell(cell['partition']['unretrained'])} | "
+                         f"{_cell(cell['partition']['hardware'])} | {_cell(cell['partition_ovf']['hardware'])} | "
+                         f"{100 * diff.mean:+.2f} ± {100 * diff.ci95:.2f} |")
+        if series["partition"][0]:
+            plot_sweep(sig[:len(series["partition"][0])], series, out / f"{model}-accuracy.png", "σ_d",
+                       "accuracy over chips (%)", f"{model}: faulty chips written with variation σ_d")
+    return "\n".join(lines) + (
+        "\n\nCells: mean accuracy % over chips ± 95 % CI (recovery P = mean / teacher accuracy). Each chip has "
+        "the multi-fault 25.03 % fault map; its student is retrained knowing the faults, not the variation, then "
+        "written with programming variation σ_d (one draw per chip, the same draw for both students). The last "
+        "column is the per-chip difference, mean ± 95 % CI (Student t over chips).\n")
+
+
 TABLES: dict[ExperimentName, Callable] = {
     ExperimentName.PAPER000_TABLE2: lambda runs, m, out: _table_paper000(runs, m),
     ExperimentName.PAPER000_TABLE3: lambda runs, m, out: _table_paper000(runs, m),
     ExperimentName.PAPER002_FIG3: _table_paper002,
     ExperimentName.PAPER001_DVA_DFP: lambda runs, m, out: _table_paper001(runs, m),
+    ExperimentName.PARTITION_OVF: _table_partition_ovf,
 }
 
 
@@ -284,5 +332,7 @@ _DOCS = {
     ExperimentName.PAPER000_TABLE3: "paper 000 Table 3: multi-fault 25.03 %; same methods and models",
     ExperimentName.PAPER002_FIG3: "paper 002 Fig. 3: σ_d sweep 0..0.4, vanilla / GNI / OVF (β search), accuracy and EKL; VGG-8",
     ExperimentName.PAPER001_DVA_DFP: "paper 001: DVA and DFP against on/off ratio (2, 10, 100) and σ (0.1, 0.3, 0.5); LeNet-5",
+    ExperimentName.PARTITION_OVF: "beyond the papers: partition retraining with and without OVF-style variation "
+                                  "training; multi-fault chips written with variation σ_d (0.1, 0.2, 0.3); LeNet-5",
 }
 

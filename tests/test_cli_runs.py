@@ -53,6 +53,34 @@ def test_onchip_retraining_and_evaluate(teacher_run, tiny_mnist, tmp_path):
     assert json.loads((teacher_run / "evaluation.json").read_text())["n_chips"] == 4
 
 
+def test_students_retrain_without_programming_variation_and_meet_it_on_their_chip(teacher_run, tiny_mnist,
+                                                                                      tmp_path):
+    import torch
+
+    from cosim.data import load_dataset
+    from cosim.eval import digital_accuracy
+    from cosim.experiment import Experiment, load_model, read_toml
+    from cosim.train import faulty_student
+
+    runs = {}
+    for sigma in (0.0, 2.0):
+        out = tmp_path / f"prog{sigma:g}"
+        res = invoke("train", "--out", out, "--data-dir", tiny_mnist, "--method", "partition_ovf", "--teacher",
+                     teacher_run, "--chips", 1, "--set", "train.sigma_d=0.2", "--set", f"hardware.prog_sigma={sigma}",
+                     "--set", "run.train_limit=300")
+        assert res.exit_code == 0, res.output
+        runs[sigma] = out
+    a, b = (torch.load(runs[s] / "students" / "chip-0.pt", weights_only=True)["state_dict"] for s in (0.0, 2.0))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the same retraining
+    exp = Experiment.from_sections(read_toml(runs[2.0] / "config.toml"))
+    test = load_dataset("mnist", "test", data_dir=tiny_mnist)
+    student = load_model(runs[2.0] / "students" / "chip-0.pt", exp.run.model, (1, 28, 28), 10)
+    on_chip = digital_accuracy(faulty_student(student, exp.hw, 0), test)
+    done = json.loads((runs[2.0] / "chips.json").read_text())["0"]
+    assert done["retrained"] == on_chip
+    assert on_chip < json.loads((runs[0.0] / "chips.json").read_text())["0"]["retrained"]  # σ 2 wrecks the chip
+
+
 @pytest.mark.parametrize(
     "extra, fragment",
     [

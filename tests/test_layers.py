@@ -178,6 +178,24 @@ def test_same_seed_same_output_and_chips_vectorised():
         a(torch.randn(4, 30))
 
 
+def test_stand_in_weights_are_never_served_from_the_cache():
+    """functional_call's temporary weights may reuse freed memory; each must give its own chip output."""
+    from torch.func import functional_call
+
+    hw = HardwareConfig(faults=FaultSpec())
+    layer = CrossbarLinear(40, 9, hw=hw, seed=3)
+    twin = CrossbarLinear(40, 9, hw=hw, seed=3)
+    twin.load_state_dict(layer.state_dict())
+    x = torch.randn(6, 40)
+    stand_in = torch.empty(9, 40)  # one address and version for every draw: the worst case of reuse
+    for k in range(4):
+        w = torch.randn(9, 40, generator=torch.Generator().manual_seed(k))
+        stand_in.data.copy_(w)
+        with torch.no_grad():
+            twin.weight.copy_(w)
+        torch.testing.assert_close(functional_call(layer, {"weight": stand_in}, (x,)), twin(x))
+
+
 def test_gradcheck_float64():
     torch.manual_seed(2)
     faults = FaultSpec(p_tf=0.3, p_sa1=0.1, p_sa0=0.1)

@@ -10,7 +10,8 @@ from cosim.cli.main import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("experiment, rows", [("paper000-table3", 2), ("paper002-fig3", 2), ("paper001-dva-dfp", 6)])
+@pytest.mark.parametrize("experiment, rows", [("paper000-table3", 2), ("paper002-fig3", 2), ("paper001-dva-dfp", 6),
+                                                     ("partition-ovf", 1)])
 def test_quick_experiment_writes_its_table(tiny_mnist, tmp_path, experiment, rows):
     out = tmp_path / experiment
     res = runner.invoke(app, ["reproduce", experiment, "--quick", "--data-dir", str(tiny_mnist), "--out", str(out)])
@@ -23,8 +24,13 @@ def test_quick_experiment_writes_its_table(tiny_mnist, tmp_path, experiment, row
     for run in summary["runs"].values():
         metrics = json.loads((out / run["metrics_file"]).read_text())
         assert 0.0 <= metrics["hardware"]["mean"] <= 1.0
-    if experiment == "paper002-fig3":
+    if experiment in ("paper002-fig3", "partition-ovf"):
         assert (out / "lenet5-accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    if experiment == "partition-ovf":  # the paired column is the mean per-chip difference
+        acc = {m: json.loads((out / "runs" / f"lenet5-sigma0.3-{m}" / "metrics.json").read_text())["hardware"]["accuracies"]
+               for m in ("partition", "partition_ovf")}
+        expected = 100 * sum(b - a for a, b in zip(acc["partition"], acc["partition_ovf"])) / len(acc["partition"])
+        assert body[0].split("|")[-2].strip().startswith(f"{expected:+.2f} ±")
     # A second call resumes: nothing is retrained, the table is the same.
     again = runner.invoke(app, ["reproduce", experiment, "--quick", "--data-dir", str(tiny_mnist), "--out", str(out)])
     assert again.exit_code == 0

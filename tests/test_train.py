@@ -103,11 +103,29 @@ def test_ovf_loss_combines_branches_as_paper_002():
     _, (phase,) = build_phases(cfg.method, model, cfg, HardwareConfig(), None)
     x, y = torch.randn(8, 1, 3, 4), torch.randint(0, 5, (8,))
     got = phase.loss(x, y, torch.Generator().manual_seed(7))
-    g = torch.Generator().manual_seed(7)
+    # Independently: one N(0, 1) pattern for the whole step, scaled by each forward's σ.
+    eps = torch.randn(5, 12, generator=torch.Generator().manual_seed(7))
+    w, b = model[1].weight.detach(), model[1].bias.detach()
     c = slice_noise_factor(HardwareConfig())
-    outs = [noisy_forward(model, x, g, 0.1 + 0.05 * n, c) for n in range(4)]
+    outs = [x.flatten(1) @ (w + eps * c * (0.1 + 0.05 * n) * w.abs().max()).T + b for n in range(4)]
     total = outs[0] / 4 - 0.1 * (0.01 * outs[1] + 0.1 * outs[2] + 1.0 * outs[3]) / 4
     torch.testing.assert_close(got, nn.functional.cross_entropy(total, y))
+
+
+def test_partition_ovf_without_noise_is_partition(teacher, tiny):
+    """partition_ovf divides OVF's combination by its noise-free weight: at σ = 0 it is partition."""
+    x = tiny[0].images[:32]
+    plain = TrainConfig(method="partition", chip_seed=2)
+    ovf = TrainConfig(method="partition_ovf", chip_seed=2, sigma_d=0.0, ovf_step=0.0, beta=0.1)
+    harsh = HardwareConfig(faults=FaultSpec())
+    _, ref = build_phases(plain.method, build_model("lenet5"), plain, harsh, teacher)
+    _, got = build_phases(ovf.method, build_model("lenet5"), ovf, harsh, teacher)
+    assert len(ref) == len(got) == 2
+    for a, b in zip(ref, got):
+        la = a.loss(x, None, torch.Generator().manual_seed(0))
+        lb = b.loss(x, None, torch.Generator().manual_seed(0))
+        assert float(la.detach()) > 1e-4
+        torch.testing.assert_close(lb, la, rtol=1e-5, atol=1e-7)
 
 
 class _Interrupt:

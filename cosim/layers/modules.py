@@ -99,7 +99,13 @@ class _CrossbarCore:
         return self.weight.reshape(self.weight.shape[0], -1).T
 
     def _cached(self, what: str, build: Any) -> Any:
-        """Memoise ``build()`` under ``what`` until the weights or the chips change."""
+        """Memoise ``build()`` under ``what`` until the weights or the chips change.
+
+        Only the layer's own parameter is cached: a stand-in weight (``functional_call`` with noisy
+        weights) is a temporary whose memory, and so whose key, a later temporary may reuse.
+        """
+        if not isinstance(self.weight, nn.Parameter):
+            return build()
         key = (self.weight._version, self.weight.data_ptr(), self._chip_key())
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, {})

@@ -27,11 +27,13 @@ class Method(str, Enum):
     """Knowledge distillation: the faulty chip learns the teacher's softened outputs."""
     PARTITION = "partition"
     """Paper 000: blockwise Huber distillation, blocks by output-channel count."""
+    PARTITION_OVF = "partition_ovf"
+    """Partition retraining whose blocks train on OVF's combined noisy outputs (beyond the papers)."""
 
     @property
     def on_chip(self) -> bool:
         """Whether the method trains one chip's faulty student (so its result is per chip)."""
-        return self in (Method.MASKED, Method.KD, Method.PARTITION)
+        return self in (Method.MASKED, Method.KD, Method.PARTITION, Method.PARTITION_OVF)
 
     @property
     def needs_teacher(self) -> bool:
@@ -56,7 +58,7 @@ class TrainConfig:
     chip_seed: int = 0
     """On-chip methods: the seed of the chip whose faulty student is retrained."""
     sigma_d: float = 0.0
-    """GNI/OVF: programming variation σ_d injected while training (relative to one device's range)."""
+    """GNI/OVF/partition_ovf: programming variation σ_d injected while training (relative to one device's range)."""
     dva_sigma: float = 0.0
     """DVA: σ of the lognormal weight factor ``e^θ``, θ ~ N(0, σ²)."""
     ovf_branches: int = 3

@@ -20,7 +20,7 @@ from torch import nn
 from cosim.errors import SpecError
 from cosim.layers import HardwareConfig, convert
 from cosim.train.config import Method, TrainConfig
-from cosim.train.noise import noisy_forward, slice_noise_factor
+from cosim.train.noise import noisy_forward, slice_noise_factor, standard_normals
 
 Loss = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -89,15 +89,8 @@ def build_phases(method: Method, model: nn.Module, cfg: TrainConfig, hw: Hardwar
             return F.cross_entropy(out, y)
         return model, [Phase(method.value, list(model.parameters()), [model], plain)]
     if method is Method.OVF:
-        n = cfg.ovf_branches
-
         def ovf(x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-            # O_total = a_b·O_b − a_f·β·Σ_n γ_n·Out_n, γ_n = 10^{n−N}, a_b = a_f = 1/(N+1) (paper 002).
-            total = noisy_forward(model, x, g, cfg.sigma_d, factor) / (n + 1)
-            for k in range(1, n + 1):
-                branch = noisy_forward(model, x, g, cfg.sigma_d + k * cfg.ovf_step, factor)
-                total = total - cfg.beta * 10.0 ** (k - n) * branch / (n + 1)
-            return F.cross_entropy(total, y)
+            return F.cross_entropy(ovf_output(model, x, g, cfg, factor), y)
         return model, [Phase("ovf", list(model.parameters()), [model], ovf)]
     assert teacher is not None
     teacher.eval()
@@ -122,9 +115,41 @@ def build_phases(method: Method, model: nn.Module, cfg: TrainConfig, hw: Hardwar
         def blockwise(x: torch.Tensor, y: torch.Tensor, g: torch.Generator, start: int = start, end: int = end,
                       block: nn.Module = block) -> torch.Tensor:
             with torch.no_grad():
-                inp = student[:start](x)  # the already retrained student's earlier blocks (eval mode)
                 target = teacher[:end](x)
+                earlier = student[:start]  # the already retrained student's earlier blocks (eval mode)
+                if method is Method.PARTITION_OVF and start > 0:
+                    inp = noisy_forward(earlier, x, g, cfg.sigma_d, factor)
+                else:
+                    inp = earlier(x)
+            if method is Method.PARTITION_OVF:
+                # Normalised so that without noise it is the block's own output (features, not logits).
+                out = ovf_output(block, inp, g, cfg, factor) / ovf_weight(cfg)
+            else:
+                out = block(inp)
             # Huber per element, i.e. the block's summed Huber divided by c·w·h (paper 000 eq. 11), batch-mean.
-            return F.huber_loss(block(inp), target, delta=cfg.huber_delta)
+            return F.huber_loss(out, target, delta=cfg.huber_delta)
         phases.append(Phase(f"block {b} (modules {start}-{end - 1})", list(block.parameters()), [block], blockwise))
     return student, phases
+
+
+def ovf_weight(cfg: TrainConfig) -> float:
+    """``a_b − a_f·β·Σ_n γ_n``: the factor OVF's combined output puts on a noise-free output."""
+    n = cfg.ovf_branches
+    return (1.0 - cfg.beta * sum(10.0 ** (k - n) for k in range(1, n + 1))) / (n + 1)
+
+
+def ovf_output(model: nn.Module, x: torch.Tensor, g: torch.Generator, cfg: TrainConfig,
+               factor: float) -> torch.Tensor:
+    """Paper 002 eq. 1: ``O_total = a_b·O_b − a_f·β·Σ_n γ_n·Out_n``.
+
+    ``γ_n = 10^{n−N}``, ``a_b = a_f = 1/(N+1)``; the backbone forward sees σ_d and forward ``n``
+    sees ``σ_d + n·ovf_step``, all with one Gaussian noise pattern drawn per call (paper 002: the
+    variational forwards reuse the backbone's noise pattern with a larger σ).
+    """
+    n = cfg.ovf_branches
+    pattern = standard_normals(model, g)
+    total = noisy_forward(model, x, g, cfg.sigma_d, factor, pattern=pattern) / (n + 1)
+    for k in range(1, n + 1):
+        branch = noisy_forward(model, x, g, cfg.sigma_d + k * cfg.ovf_step, factor, pattern=pattern)
+        total = total - cfg.beta * 10.0 ** (k - n) * branch / (n + 1)
+    return total

@@ -32,15 +32,26 @@ def weight_names(model: nn.Module) -> list[str]:
             if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
+def standard_normals(model: nn.Module, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """One N(0, 1) draw per crossbar weight (a noise *pattern* that :func:`noisy_forward` can scale)."""
+    params = dict(model.named_parameters())
+    return {name: torch.randn(params[name].shape, generator=generator, device=params[name].device,
+                              dtype=params[name].dtype) for name in weight_names(model)}
+
+
 def noisy_forward(model: nn.Module, x: torch.Tensor, generator: torch.Generator, additive_sigma: float = 0.0,
-                  factor: float = 1.0, lognormal_sigma: float = 0.0) -> torch.Tensor:
-    """``model(x)`` with freshly drawn weight noise (see module doc); the stored weights stay clean.
+                  factor: float = 1.0, lognormal_sigma: float = 0.0,
+                  pattern: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """``model(x)`` with weight noise (see module doc); the stored weights stay clean.
 
     Args:
         additive_sigma: σ_d of the bit-sliced variation (0: none).
         factor: ``c`` from :func:`slice_noise_factor`.
         lognormal_sigma: σ of the multiplicative ``e^θ`` (0: none).
-        generator: the seeded source of every draw (on the model's device).
+        generator: the seeded source of every fresh draw (on the model's device).
+        pattern: the additive noise's standard normals (from :func:`standard_normals`); ``None``
+            draws a fresh pattern. OVF passes one pattern to all its forwards (paper 002: the
+            variational forwards use the backbone's Gaussian noise pattern with a larger σ).
     """
     params = dict(model.named_parameters())
     noisy = {}
@@ -51,7 +62,8 @@ def noisy_forward(model: nn.Module, x: torch.Tensor, generator: torch.Generator,
             theta = torch.randn(w.shape, generator=generator, device=w.device, dtype=w.dtype) * lognormal_sigma
             out = out * torch.exp(theta)
         if additive_sigma > 0:
-            eps = torch.randn(w.shape, generator=generator, device=w.device, dtype=w.dtype)
+            eps = pattern[name] if pattern is not None else torch.randn(
+                w.shape, generator=generator, device=w.device, dtype=w.dtype)
             out = out + eps * (factor * additive_sigma * w.detach().abs().max())
         noisy[name] = out
     return functional_call(model, noisy, (x,), strict=False)

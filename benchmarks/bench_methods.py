@@ -42,9 +42,9 @@ def main() -> None:
         seconds[method] = time.perf_counter() - t0
     base = seconds[Method.VANILLA]
     print(f"LeNet-5, one epoch over {len(data)} MNIST images, batch 128, {torch.get_num_threads()} threads")
-    print(f"{'method':<12}{'s/epoch':>10}{'x vanilla':>11}")
+    print(f"{'method':<15}{'s/epoch':>10}{'x vanilla':>11}")
     for method, s in seconds.items():
-        print(f"{method.value:<12}{s:>10.2f}{s / base:>11.2f}")
+        print(f"{method.value:<15}{s:>10.2f}{s / base:>11.2f}")
     ratio = seconds[Method.OVF] / base
     print(f"OVF target <= ~4x vanilla: {ratio:.2f}x {'ok' if ratio <= 4.2 else 'MISSED'}")
 

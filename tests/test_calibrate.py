@@ -188,7 +188,7 @@ def test_surrogate_array_model_in_the_layer_and_its_range(tmp_path):
     ideal.load_state_dict(a.state_dict())
     with torch.no_grad():
         wa, wb, wi = a.realised_weights(), b.realised_weights(), ideal.realised_weights()
-    assert (wa - wb).abs().max() < 1e-9 * wb.abs().max()
+    assert (wa - wb).abs().max() < 1e-6 * wb.abs().max()  # converged; float32 sweeps (SURROGATE_DTYPE)
     assert (wi - wb).abs().max() > 1e-3 * wb.abs().max()  # the parasitics do matter here
     x = torch.randn(3, 40, dtype=torch.float64, requires_grad=True)
     a(x).sum().backward()

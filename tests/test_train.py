@@ -46,6 +46,8 @@ def test_partition_blocks_follow_equation_5():
     vgg = build_model("vgg8")
     assert [sum(isinstance(m, nn.Conv2d) for m in vgg[s:e]) for s, e in partition_blocks(vgg)] == [2, 2, 2]
     assert partition_blocks(build_model("mlp")) == [(0, 6)]
+    # ResNet-18: stem + stage 64 | stage 128 | stage 256 | stage 512 + pool, FC (residual blocks whole).
+    assert partition_blocks(build_model("resnet18", (3, 32, 32), 10)) == [(0, 5), (5, 7), (7, 9), (9, 14)]
     with pytest.raises(SpecError, match="flat nn.Sequential"):
         partition_blocks(nn.Linear(2, 2))
 

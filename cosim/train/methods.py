@@ -57,7 +57,7 @@ def partition_blocks(model: nn.Module) -> list[tuple[int, int]]:
     convolutions is one block.
     """
     if not isinstance(model, nn.Sequential):
-        raise SpecError("partition retraining needs a flat nn.Sequential model (every zoo model but resnet18).")
+        raise SpecError("partition retraining needs a flat nn.Sequential model (every zoo model is one).")
     first, current, owner = None, 0, []
     for m in model:
         convs = [c for c in m.modules() if isinstance(c, nn.Conv2d)]

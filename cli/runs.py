@@ -139,11 +139,13 @@ def reproduce(
     model: Annotated[list[ModelName] | None, typer.Option("--model", help="Override the experiment's models (repeatable).")] = None,
     chips: Annotated[int, typer.Option("--chips", min=0, help="Override the chip count (0 = the experiment's).")] = 0,
     epochs: Annotated[int, typer.Option("--epochs", min=0, help="Override the training epochs (0 = the experiment's).")] = 0,
+    retrain_epochs: Annotated[int, typer.Option("--retrain-epochs", min=0, help="Epochs of the on-chip retraining methods (0 = the experiment's).")] = 0,
+    retrain_limit: Annotated[int | None, typer.Option("--retrain-limit", min=0, help="Training images of the on-chip retraining methods (0 = all; default: the experiment's).")] = None,
     dataset: Annotated[DatasetName | None, typer.Option("--dataset", help="Override the data set (e.g. fashion-mnist).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Results folder (default results/<experiment>[-irdrop][-quick]).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Results folder (default results/<experiment>[-dataset][-irdrop][-quick]).")] = None,
 ) -> None:
     """Reproduce a paper's table or figure: runs (resumable), table.md, summary.json, PNG plots."""
-    from cosim.reproduce import describe
+    from cosim.reproduce import Overrides, describe
     from cosim.reproduce import reproduce as run_experiment
 
     if list_ or experiment is None:
@@ -152,8 +154,8 @@ def reproduce(
         if experiment is None and not list_:
             raise typer.Exit(2)
         return
-    dest = run_experiment(experiment, out, quick, ir_drop, str(data_dir) if data_dir else "",
-                          tuple(m.value for m in model or ()), chips, epochs, dataset.value if dataset else "",
-                          RichReporter())
+    overrides = Overrides(tuple(m.value for m in model or ()), chips, epochs, retrain_epochs, retrain_limit,
+                          dataset.value if dataset else "")
+    dest = run_experiment(experiment, out, quick, ir_drop, str(data_dir) if data_dir else "", overrides, RichReporter())
     console.print((dest / "table.md").read_text())
     console.print(f"wrote {dest}/table.md, summary.json and the runs under {dest}/runs/")

@@ -268,39 +268,70 @@ TABLES: dict[ExperimentName, Callable] = {
 }
 
 
+@dataclass(frozen=True)
+class Overrides:
+    """What one ``cosim reproduce`` call changes in an experiment's budget (defaults keep it)."""
+
+    models: tuple[str, ...] = ()
+    """Networks to run instead of the experiment's."""
+    chips: int = 0
+    """Chips (on-chip methods: retrained students; the others: Monte Carlo chips); 0 keeps."""
+    epochs: int = 0
+    """Training epochs of teachers and of every training of papers 001/002; 0 keeps."""
+    retrain_epochs: int = 0
+    """Epochs of the on-chip retraining methods (partition: per block); 0 keeps."""
+    retrain_limit: int | None = None
+    """Training images the on-chip methods see (0 = all); ``None`` keeps."""
+    dataset: str = ""
+    """Data set instead of MNIST (e.g. ``fashion-mnist``); "" keeps."""
+
+    def apply(self, b: Budget) -> Budget:
+        """``b`` with these overrides."""
+        if self.models:
+            b = replace(b, models=tuple(self.models))
+        if self.chips:  # on-chip budgets retrain several chips; the others only evaluate them
+            b = replace(b, chips=self.chips if b.chips > 1 else b.chips, eval_chips=self.chips)
+        if self.epochs:
+            b = replace(b, teacher_epochs=self.epochs)
+        if self.retrain_epochs:
+            b = replace(b, retrain_epochs=self.retrain_epochs)
+        if self.retrain_limit is not None:
+            b = replace(b, retrain_limit=self.retrain_limit)
+        if self.dataset:
+            b = replace(b, dataset=self.dataset)
+        return b
+
+    def flags(self) -> str:
+        """The command-line options that give these overrides."""
+        return ("".join(f" --model {m}" for m in self.models) + (f" --chips {self.chips}" if self.chips else "")
+                + (f" --epochs {self.epochs}" if self.epochs else "")
+                + (f" --retrain-epochs {self.retrain_epochs}" if self.retrain_epochs else "")
+                + (f" --retrain-limit {self.retrain_limit}" if self.retrain_limit is not None else "")
+                + (f" --dataset {self.dataset}" if self.dataset else ""))
+
+
 def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool = False, ir_drop: bool = False,
-              data_dir: str = "", models: tuple[str, ...] = (), chips: int = 0, epochs: int = 0,
-              dataset: str = "", reporter: Reporter | None = None) -> Path:
+              data_dir: str = "", overrides: Overrides = Overrides(), reporter: Reporter | None = None) -> Path:
     """Run (or resume) every run of an experiment and write its table, summary and plots.
 
     Args:
         name: an :class:`ExperimentName`.
-        out: results folder (default ``results/<name>[-irdrop][-quick]``).
+        out: results folder (default ``results/<name>[-<dataset>][-irdrop][-quick]``).
         quick: the few-minute budget (:data:`QUICK`).
         ir_drop: evaluate on the calibrated surrogate (``device_models/default.h5``).
         data_dir: data directory passed to every run ("" = cache/fetch).
-        models: override the experiment's models.
-        chips: override the chip count (on-chip methods: retrained chips; others: Monte Carlo chips).
-        epochs: override the training epochs (teachers; every training of papers 001/002).
-        dataset: override the data set (e.g. ``fashion-mnist`` for paper 002's second figure).
+        overrides: budget changes (models, chips, epochs, retraining budget, data set).
     """
     try:
         name = ExperimentName(name)
     except ValueError:
         raise SpecError(f"unknown experiment {name!r}; see `cosim reproduce --list`.") from None
     reporter = reporter or NullReporter()
-    b = QUICK if quick else FULL[name]
-    if models:
-        b = replace(b, models=tuple(models))
-    if chips:  # on-chip budgets retrain several chips; the others only evaluate them
-        b = replace(b, chips=chips if b.chips > 1 else b.chips, eval_chips=chips)
-    if epochs:
-        b = replace(b, teacher_epochs=epochs)
-    if dataset:
-        b = replace(b, dataset=dataset)
+    b = overrides.apply(QUICK if quick else FULL[name])
     suffix = (f"-{b.dataset}" if b.dataset != "mnist" else "") + ("-irdrop" if ir_drop else "") + (
         "-quick" if quick else "")
-    out = Path(out) if out else Path("results") / f"{name.value}{suffix}"
+    default_out = Path("results") / f"{name.value}{suffix}"
+    out = Path(out) if out else default_out
     runs = plan(name, b, data_dir, ir_drop, out)
     t0 = time.perf_counter()
     for r in runs:
@@ -316,9 +347,8 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     runs = done
     table = TABLES[name](runs, metrics, out)
     command = (f"cosim reproduce {name.value}" + (" --quick" if quick else "") + (" --ir-drop" if ir_drop else "")
-               + (f" --data-dir {data_dir}" if data_dir else "") + "".join(f" --model {m}" for m in models)
-               + (f" --chips {chips}" if chips else "") + (f" --epochs {epochs}" if epochs else "")
-               + (f" --dataset {dataset}" if dataset else ""))
+               + (f" --data-dir {data_dir}" if data_dir else "") + overrides.flags()
+               + (f" --out {out}" if out != default_out else ""))
     wall = time.perf_counter() - t0
     header = (f"# {name.value}{suffix}\n\n{_DOCS[name]}.\n\n"
               f"Command: `{command}` ({len(runs)} runs; this call {wall:.0f} s; per-run configs with seeds in "

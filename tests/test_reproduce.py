@@ -42,3 +42,22 @@ def test_reproduce_list_and_unknown():
     assert res.exit_code == 0 and "paper000-table2" in res.output and "paper001-dva-dfp" in res.output
     res = runner.invoke(app, ["reproduce", "paper999"])
     assert res.exit_code == 1 and "unknown experiment 'paper999'" in res.output
+
+
+def test_overrides_reach_every_run_and_the_command():
+    from pathlib import Path
+
+    from cosim.reproduce import QUICK, ExperimentName, Overrides, plan
+
+    o = Overrides(models=("mlp",), chips=7, retrain_epochs=3, retrain_limit=0)
+    b = o.apply(QUICK)
+    runs = plan(ExperimentName.PAPER000_TABLE3, b, "", False, Path("x"))
+    onchip = [r for r in runs if "method" in r.keys]
+    assert len(onchip) == 6 and {r.keys["model"] for r in runs} == {"mlp"}
+    for r in onchip:
+        assert r.sections["train"]["epochs"] == 3
+        assert r.sections["run"]["train_limit"] == 0 and r.sections["run"]["chips"] == 7
+    teacher = next(r for r in runs if r.keys.get("role") == "teacher")
+    assert teacher.sections["train"]["epochs"] == QUICK.teacher_epochs  # retraining overrides leave teachers alone
+    assert o.flags() == " --model mlp --chips 7 --retrain-epochs 3 --retrain-limit 0"
+    assert Overrides().apply(QUICK) == QUICK and Overrides().flags() == ""

@@ -4,7 +4,8 @@ A 64x64 tile (2.5 ohm wires, drivers and sense; faulty devices), two figures:
 * a batch of input vectors: the surrogate's column currents vs the nodal solver's
   (one sparse factorisation and solve);
 * the tile's effective conductance matrix (what the layer caches per chip): the surrogate on 64
-  unit inputs vs the nodal solver's factorisation + 64 solves.
+  unit inputs vs the nodal solver's factorisation + 64 solves; once in float64, once as the layer
+  runs it (SURROGATE_DTYPE, SURROGATE_TILES_PER_CALL tiles per call) over 16 tiles.
 
     python benchmarks/bench_surrogate.py [--model device_models/default.h5] [--repeats 5] [--threads 1]
 
@@ -27,6 +28,7 @@ from cosim.calibrate import SurrogateParams, surrogate_currents, surrogate_effec
 from cosim.calibrate.store import read_model
 from cosim.device import apply_faults, draw_fault_map, random_conductances
 from cosim.layers.arrays import exact_effective_conductance
+from cosim.layers.chip import SURROGATE_DTYPE, SURROGATE_TILES_PER_CALL
 from cosim.specs import ArraySpec, DeviceSpec, FaultSpec, SolveOptions
 from cosim.spice import solve_crossbar
 
@@ -73,6 +75,16 @@ def main() -> None:
     with torch.no_grad():
         t_sur = median_time(lambda: surrogate_effective_conductance(gt, spec, params), args.repeats)
     rows.append((f"effective conductance G_eff ({n} unit inputs)", t_exact, t_sur))
+    # As the layer runs it: SURROGATE_TILES_PER_CALL tiles per call, in SURROGATE_DTYPE.
+    k, per_call = 16, SURROGATE_TILES_PER_CALL
+    tiles = np.stack([apply_faults(random_conductances((n, n), device, rng), draw_fault_map((n, n), FaultSpec(), rng),
+                                   device) for _ in range(k)])
+    t_exact = median_time(lambda: [exact_effective_conductance(t, spec) for t in tiles], args.repeats)
+    tt = torch.from_numpy(tiles).to(SURROGATE_DTYPE)
+    with torch.no_grad():
+        t_sur = median_time(lambda: [surrogate_effective_conductance(tt[i : i + per_call], spec, params)
+                                     for i in range(0, k, per_call)], args.repeats)
+    rows.append((f"G_eff of {k} tiles as the layer runs it", t_exact, t_sur))
     for task, t_exact, t_sur in rows:
         ratio = t_exact / t_sur
         print(f"{task:<46}{t_exact * 1e3:>10.2f}{t_sur * 1e3:>14.2f}{ratio:>9.1f}x  {'ok' if ratio >= 20 else 'MISSED'}")

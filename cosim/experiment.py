@@ -249,6 +249,8 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
         old = Experiment.from_sections(read_toml(config_path))
         if replace(old, run=replace(old.run, chips=exp.run.chips)) != exp:
             raise SpecError(f"{out} holds a run with another configuration; choose a new --out or delete it.")
+        if old == exp and (out / "metrics.json").exists():  # finished with this very configuration
+            return _read_json(out / "metrics.json")
     write_text(config_path, to_toml(exp.to_sections()))
     device = exp.run.device.resolve()
     train_data, test_data = _data(exp.run)

@@ -356,7 +356,7 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     shown = {r.keys["model"] for r in runs if "role" not in r.keys}
     missing = [m for m in PAPER_MODELS[name] if m not in shown]
     if missing and not quick:
-        table += (f"\nNot run here: {', '.join(missing)} (this 2-core CPU machine had no accelerator; "
+        table += (f"\nNot run here: {', '.join(missing)} (CPU time: a 2-core machine, no accelerator lent; "
                   f"`--model NAME` runs them unchanged).\n")
     write_text(out / "table.md", header + table)
     write_json(out / "summary.json", {"experiment": name.value, "quick": quick, "ir_drop": ir_drop, "command": command,

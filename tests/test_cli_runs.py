@@ -34,6 +34,13 @@ def test_train_writes_a_complete_run(teacher_run):
     assert 'p_sa1 = 0.05' in (teacher_run / "config.toml").read_text()
 
 
+def test_a_finished_run_is_returned_as_it_is(teacher_run, tiny_mnist):
+    before = (teacher_run / "metrics.json").read_bytes()  # holds wall_s: any re-run would change it
+    res = invoke("train", "--config", teacher_run / "config.toml", "--out", teacher_run)
+    assert res.exit_code == 0, res.output
+    assert (teacher_run / "metrics.json").read_bytes() == before
+
+
 def test_onchip_retraining_and_evaluate(teacher_run, tiny_mnist, tmp_path):
     out = tmp_path / "masked"
     res = invoke("train", "--out", out, "--data-dir", tiny_mnist, "--method", "masked", "--teacher", teacher_run,

@@ -61,3 +61,16 @@ def test_overrides_reach_every_run_and_the_command():
     assert teacher.sections["train"]["epochs"] == QUICK.teacher_epochs  # retraining overrides leave teachers alone
     assert o.flags() == " --model mlp --chips 7 --retrain-epochs 3 --retrain-limit 0"
     assert Overrides().apply(QUICK) == QUICK and Overrides().flags() == ""
+
+
+def test_quick_ir_drop_table_evaluates_on_the_calibrated_surrogate(tiny_mnist, tmp_path):
+    out = tmp_path / "irdrop"
+    res = runner.invoke(app, ["reproduce", "paper000-table3", "--quick", "--ir-drop", "--data-dir", str(tiny_mnist),
+                              "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    body = [line for line in (out / "table.md").read_text().splitlines() if line.startswith("| lenet5")]
+    assert len(body) == 1 and "| differential_slices |" in body[0]  # no circuit for the one-cell preset
+    config = (out / "runs" / "lenet5-differential_slices-partition" / "config.toml").read_text()
+    assert 'array_model = "surrogate"' in config and "train_on_ideal_array = true" in config
+    metrics = json.loads((out / "runs" / "lenet5-differential_slices-partition" / "metrics.json").read_text())
+    assert 0.0 <= metrics["hardware"]["mean"] <= 1.0 and metrics["hardware"]["n_chips"] == 2

@@ -89,12 +89,13 @@ def evaluate(
     chips: Annotated[int | None, typer.Option("--chips", min=1, help="Monte Carlo chips (default: the run's).")] = None,
     hardware: Annotated[Path | None, typer.Option("--hardware", help="TOML with a [hardware] table to evaluate on instead.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="JSON file (default <run>/evaluation.json).")] = None,
+    temperature: Annotated[float, typer.Option("--temperature", min=1e-6, help="Divide the logits by this before the EKL's softmax (OVF: N+1 = 4 removes its logit scale).")] = 1.0,
 ) -> None:
     """Monte Carlo accuracy of a trained run over chips: mean, std, 95 % CI, 1st percentile, recovery, EKL."""
     hw = None
     if hardware is not None:
         hw = hardware_from_dict(read_toml(hardware).get("hardware", {}))
-    stats = evaluate_run(run, chips, RichReporter(), hw)
+    stats = evaluate_run(run, chips, RichReporter(), hw, temperature)
     dest = out or run / "evaluation.json"
     write_json(dest, stats)
     console.print(f"{stats['n_chips']} chips: mean {100 * stats['mean']:.2f} % ± {100 * stats['ci95']:.2f} (95 % CI), "

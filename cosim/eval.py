@@ -85,7 +85,7 @@ def digital_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000) 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: ImageData, hw: HardwareConfig, n_chips: int = 200, seed: int = 0,
              chips_per_pass: int = 8, batch_size: int = 500, reference_accuracy: float | None = None,
-             reporter: Reporter | None = None) -> MonteCarloStats:
+             reporter: Reporter | None = None, temperature: float = 1.0) -> MonteCarloStats:
     """Monte Carlo accuracy of ``model`` over chips ``0 … n_chips − 1`` drawn from ``seed``.
 
     Args:
@@ -101,9 +101,15 @@ def evaluate(model: nn.Module, data: ImageData, hw: HardwareConfig, n_chips: int
         reference_accuracy: the accuracy recovery is measured against (default: this model's
             digital accuracy; pass a teacher's to follow paper 000).
         reporter: progress, one step per chip.
+        temperature: the logits are divided by it before the softmax of the EKL (accuracy does not
+            change). OVF's training combination scales the backbone's logits by ``1/(N+1)``, so an
+            OVF model's logits come out about ``N+1`` times larger than a GNI model's; comparing
+            EKL at ``temperature = N+1`` removes that scale.
     """
     if n_chips < 1 or chips_per_pass < 1 or batch_size < 1:
         raise SpecError("n_chips, chips_per_pass and batch_size must be >= 1.")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise SpecError(f"temperature must be a positive number, got {temperature!r}.")
     reporter = reporter or NullReporter()
     device = next(model.parameters()).device
     digital = unconvert(copy.deepcopy(model)).eval()
@@ -121,7 +127,7 @@ def evaluate(model: nn.Module, data: ImageData, hw: HardwareConfig, n_chips: int
             for i in range(0, len(data), batch_size):
                 x = data.images[i : i + batch_size].to(device)
                 y = data.labels[i : i + batch_size].to(device)
-                logp = torch.log_softmax(hw_model(repeat_for_chips(x, k)).float(), dim=1).reshape(k, x.shape[0], -1)
+                logp = torch.log_softmax(hw_model(repeat_for_chips(x, k)).float() / temperature, dim=1).reshape(k, x.shape[0], -1)
                 hit = logp.argmax(dim=2) == y.unsqueeze(0)
                 correct[first : first + k] += hit.sum(dim=1).cpu().numpy()
                 label_logp = logp.gather(2, y.view(1, -1, 1).expand(k, -1, 1)).squeeze(2)

@@ -366,8 +366,9 @@ def _read_json(path: Path) -> dict:
 
 
 def evaluate_run(run_dir: Path, n_chips: int | None = None, reporter: Reporter | None = None,
-                 hw: HardwareConfig | None = None) -> dict:
-    """Monte Carlo evaluation of a trained run's ``model.pt`` (optionally on other hardware)."""
+                 hw: HardwareConfig | None = None, temperature: float = 1.0) -> dict:
+    """Monte Carlo evaluation of a trained run's ``model.pt`` (optionally on other hardware; EKL
+    at logit ``temperature``, see :func:`cosim.eval.evaluate`)."""
     run_dir = Path(run_dir)
     exp = Experiment.from_sections(read_toml(run_dir / "config.toml"))
     if exp.train.method.on_chip:
@@ -379,5 +380,6 @@ def evaluate_run(run_dir: Path, n_chips: int | None = None, reporter: Reporter |
     model = load_model(run_dir, exp.run.model, tuple(test_data.images.shape[1:]), test_data.classes).to(device)
     hw = hw or exp.hw
     stats = evaluate(model, test_data, hw, n_chips or exp.run.eval_chips, exp.run.eval_seed,
-                     exp.run.chips_per_pass, reporter=reporter)
-    return {"run": str(run_dir), "hardware_config": hardware_to_dict(hw), **stats.to_dict()}
+                     exp.run.chips_per_pass, reporter=reporter, temperature=temperature)
+    return {"run": str(run_dir), "hardware_config": hardware_to_dict(hw), "temperature": temperature,
+            **stats.to_dict()}

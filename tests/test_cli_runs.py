@@ -57,7 +57,12 @@ def test_onchip_retraining_and_evaluate(teacher_run, tiny_mnist, tmp_path):
     assert json.loads((out / "metrics.json").read_text())["hardware"] == m["hardware"]
     res = invoke("evaluate", "--run", teacher_run, "--chips", 4)
     assert res.exit_code == 0, res.output
-    assert json.loads((teacher_run / "evaluation.json").read_text())["n_chips"] == 4
+    plain = json.loads((teacher_run / "evaluation.json").read_text())
+    assert plain["n_chips"] == 4 and plain["temperature"] == 1.0
+    res = invoke("evaluate", "--run", teacher_run, "--chips", 4, "--temperature", 4, "--out", tmp_path / "t4.json")
+    assert res.exit_code == 0, res.output
+    hot = json.loads((tmp_path / "t4.json").read_text())
+    assert hot["accuracies"] == plain["accuracies"] and hot["ekl"] > plain["ekl"]
 
 
 def test_students_retrain_without_programming_variation_and_meet_it_on_their_chip(teacher_run, tiny_mnist,

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from cosim.data import ImageData
+from cosim.errors import SpecError
 from cosim.eval import digital_accuracy, evaluate, summarise
 from cosim.layers import HardwareConfig
 from cosim.specs import FaultSpec
@@ -52,3 +53,23 @@ def test_chips_do_not_depend_on_chunking_and_faults_cost_accuracy():
     assert len(set(a.accuracies)) > 1 and a.mean < a.ideal_accuracy
     c = evaluate(model, data, hw, n_chips=6, seed=4)
     assert c.accuracies != a.accuracies
+
+
+def test_temperature_equals_a_last_layer_scaled_down_on_the_same_chips():
+    """EKL at temperature T = EKL of the model whose last layer is divided by T (max-scaled mapping:
+    the chips realise the same relative weights), accuracy unchanged."""
+    model, data = _problem(2)
+    hw = HardwareConfig(faults=FaultSpec(), prog_sigma=0.1, tile_rows=8, tile_cols=8)
+    hot = evaluate(model, data, hw, n_chips=4, seed=5, temperature=4.0)
+    cooled = type(model)(*[nn.Linear(m.in_features, m.out_features) if isinstance(m, nn.Linear) else m
+                           for m in model])
+    cooled.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        cooled[-1].weight.div_(4.0)
+        cooled[-1].bias.div_(4.0)
+    ref = evaluate(cooled, data, hw, n_chips=4, seed=5)
+    assert hot.accuracies == ref.accuracies
+    assert hot.ekl == pytest.approx(ref.ekl, rel=1e-4)
+    assert hot.ekl > evaluate(model, data, hw, n_chips=4, seed=5).ekl  # softer outputs, larger −log p
+    with pytest.raises(SpecError, match="temperature must be a positive number"):
+        evaluate(model, data, hw, n_chips=1, temperature=0.0)

@@ -1,8 +1,8 @@
 """The model zoo, sized for 1×28×28 and 3×32×32 inputs (DESIGN §5, issue 5).
 
 Every model is a flat ``nn.Sequential`` (ResNet-18's residual blocks are single modules in it)
-so that partition retraining can cut it into blocks; every convolution is followed by BatchNorm (paper 000, §2.3.1), which runs in
-the digital periphery. Layer sizes of the small models follow common practice where paper 000
+so that partition retraining can cut it into blocks; every convolution is followed by BatchNorm
+(paper 000, §2.3.1), which runs in the digital periphery. Layer sizes of the small models follow common practice where paper 000
 gives only layer counts (MLP: 3 FC; LeNet: 2 conv + 2 FC; ConvNet: 3 conv + 2 FC); LeNet-5 is
 the classic 6-16-120-84; VGG-8 is paper 002's (6 conv with BN, then FC 8192→1024→classes).
 """

@@ -234,6 +234,7 @@ def _table_partition_ovf(runs: list[RunPlan], metrics: dict, out: Path) -> str:
     for model in dict.fromkeys(r.keys["model"] for r in runs):
         sig = sorted({r.keys["sigma"] for r in runs if r.keys["model"] == model})
         series: dict = {m: ([], []) for m in ("unretrained", "partition", "partition_ovf")}
+        plotted = []
         for s in sig:
             cell = {r.keys["method"]: metrics[r.name] for r in runs if r.keys["model"] == model and r.keys["sigma"] == s}
             if set(cell) != {"partition", "partition_ovf"}:
@@ -242,6 +243,7 @@ def _table_partition_ovf(runs: list[RunPlan], metrics: dict, out: Path) -> str:
             if a.size != b.size:  # paired only over the same chips
                 continue
             diff = summarise(b - a, 1.0, 1.0, math.nan, cell["partition"]["hardware"]["n_images"])
+            plotted.append(s)
             for m, h in (("unretrained", cell["partition"]["unretrained"]), ("partition", cell["partition"]["hardware"]),
                          ("partition_ovf", cell["partition_ovf"]["hardware"])):
                 series[m][0].append(100 * h["mean"])
@@ -249,8 +251,8 @@ def _table_partition_ovf(runs: list[RunPlan], metrics: dict, out: Path) -> str:
             lines.append(f"| {model} | {s:g} | {a.size} | {_cell(cell['partition']['unretrained'])} | "
                          f"{_cell(cell['partition']['hardware'])} | {_cell(cell['partition_ovf']['hardware'])} | "
                          f"{100 * diff.mean:+.2f} ± {100 * diff.ci95:.2f} |")
-        if series["partition"][0]:
-            plot_sweep(sig[:len(series["partition"][0])], series, out / f"{model}-accuracy.png", "σ_d",
+        if plotted:
+            plot_sweep(plotted, series, out / f"{model}-accuracy.png", "σ_d",
                        "accuracy over chips (%)", f"{model}: faulty chips written with variation σ_d")
     return "\n".join(lines) + (
         "\n\nCells: mean accuracy % over chips ± 95 % CI (recovery P = mean / teacher accuracy). Each chip has "

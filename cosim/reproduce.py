@@ -342,7 +342,7 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
                   f"--out {out}/runs/{r.name}", reporter)
     # The table covers every run of this experiment present in the folder, so calls that add
     # models (or chips) accumulate into one table.
-    models = tuple(dict.fromkeys(PAPER_MODELS[name] + FULL[name].models + b.models))
+    models = tuple(dict.fromkeys(PAPER_MODELS[name] + b.models))  # every FULL budget's models are the paper's
     every = plan(name, replace(b, models=models), data_dir, ir_drop, out)
     done = [r for r in every if (out / "runs" / r.name / "metrics.json").exists()]
     metrics = {r.name: json.loads((out / "runs" / r.name / "metrics.json").read_text()) for r in done}

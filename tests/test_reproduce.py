@@ -47,7 +47,9 @@ def test_reproduce_list_and_unknown():
 def test_overrides_reach_every_run_and_the_command():
     from pathlib import Path
 
-    from cosim.reproduce import QUICK, ExperimentName, Overrides, plan
+    from cosim.reproduce import FULL, PAPER_MODELS, QUICK, ExperimentName, Overrides, plan
+
+    assert all(set(b.models) <= set(PAPER_MODELS[n]) for n, b in FULL.items())  # tables look for these
 
     o = Overrides(models=("mlp",), chips=7, retrain_epochs=3, retrain_limit=0)
     b = o.apply(QUICK)

@@ -144,6 +144,7 @@ def reproduce(
     retrain_limit: Annotated[int | None, typer.Option("--retrain-limit", min=0, help="Training images of the on-chip retraining methods (0 = all; default: the experiment's).")] = None,
     dataset: Annotated[DatasetName | None, typer.Option("--dataset", help="Override the data set (e.g. fashion-mnist).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Results folder (default results/<experiment>[-dataset][-irdrop][-quick]).")] = None,
+    ideal_out: Annotated[Path | None, typer.Option("--ideal-out", help="With --ir-drop: the experiment's folder without IR drop, whose trained models and ideal-array runs are reused or made there (default results/<experiment>[-dataset][-quick]).")] = None,
 ) -> None:
     """Reproduce a paper's table or figure: runs (resumable), table.md, summary.json, PNG plots."""
     from cosim.reproduce import Overrides, describe
@@ -155,8 +156,11 @@ def reproduce(
         if experiment is None and not list_:
             raise typer.Exit(2)
         return
+    if ideal_out is not None and not ir_drop:
+        raise typer.BadParameter("--ideal-out applies only with --ir-drop.", param_hint="--ideal-out")
     overrides = Overrides(tuple(m.value for m in model or ()), chips, epochs, retrain_epochs, retrain_limit,
                           dataset.value if dataset else "")
-    dest = run_experiment(experiment, out, quick, ir_drop, str(data_dir) if data_dir else "", overrides, RichReporter())
+    dest = run_experiment(experiment, out, quick, ir_drop, str(data_dir) if data_dir else "", overrides, RichReporter(),
+                          ideal_out)
     console.print((dest / "table.md").read_text())
     console.print(f"wrote {dest}/table.md, summary.json and the runs under {dest}/runs/")

@@ -10,21 +10,19 @@ gathers their ``metrics.json`` into ``<out>/table.md``, ``<out>/summary.json`` a
 from __future__ import annotations
 
 import json
-import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
-import numpy as np
 
 from cosim.errors import SpecError
-from cosim.eval import summarise
 from cosim.experiment import Experiment, train_run
 from cosim.fileio import write_json, write_text
-from cosim.plots import plot_sweep
 from cosim.report import NullReporter, Reporter
+from cosim.tables import run_key, table_paper000, table_paper001, table_paper002, table_partition_ovf
 
 MULTI_FAULT = {"p_tf": 0.1424, "p_sa1": 0.0904, "p_sa0": 0.0175, "tf_sigma": 0.2}
 SAF_ONLY = {"p_tf": 0.0, "p_sa1": 0.0904, "p_sa0": 0.0175}
@@ -62,6 +60,8 @@ class Budget:
     eval_chips: int
     sigmas: tuple[float, ...]
     dataset: str = "mnist"
+    ratios: tuple[float, ...] = (2.0, 10.0, 100.0)
+    """Paper 001's device on/off ratios (``r_hrs / r_lrs``)."""
 
 
 FULL = {
@@ -79,7 +79,12 @@ PAPER_MODELS = {
     ExperimentName.PARTITION_OVF: ("lenet5",),
 }
 """The networks each source experiment reports; a table names those it has no rows for."""
-QUICK = Budget(("lenet5",), 1, 1, 1000, 1000, 300, 2, 4, (0.0, 0.3))
+QUICK = Budget(("lenet5",), 1, 1, 1000, 1000, 300, 2, 4, (0.0, 0.3), ratios=(10.0,))
+
+
+IR_DROP_RATIO_RANGE = (10.0, 1000.0)
+"""On/off ratios evaluated with IR drop: the default surrogate's calibrated range
+(``results/campaigns/default``); paper 001's ratio 2 would be an extrapolation."""
 
 
 @dataclass
@@ -89,6 +94,11 @@ class RunPlan:
     name: str
     sections: dict
     keys: dict = field(default_factory=dict)
+    home: Path | None = None
+    """The experiment folder the run lives in (``<home>/runs/<name>``); None = this call's."""
+    compare_only: bool = False
+    """Read into the table when present, never run by this call (the ideal-array twin of an
+    on-chip IR-drop run, which lives in the ideal experiment's folder)."""
 
 
 def _base(model: str, b: Budget, data_dir: str) -> dict:
@@ -96,177 +106,119 @@ def _base(model: str, b: Budget, data_dir: str) -> dict:
             "test_limit": b.test_limit}
 
 
-def plan(name: ExperimentName, b: Budget, data_dir: str, ir_drop: bool, root: Path) -> list[RunPlan]:
-    """The runs of experiment ``name`` under budget ``b``."""
+def plan(name: ExperimentName, b: Budget, data_dir: str, ir_drop: bool, root: Path,
+         ideal_root: Path | None = None) -> list[RunPlan]:
+    """The runs of experiment ``name`` under budget ``b``, in ``root``.
+
+    With ``ir_drop`` the runs on the ideal array live in ``ideal_root`` (the experiment's folder
+    without IR drop): off-chip training does not depend on the array model, so its trained models
+    (and their ideal-array evaluations) are shared, and every IR-drop number has an ideal twin on
+    the same chips to be compared with, paired.
+    """
+    if name in (ExperimentName.PAPER000_TABLE2, ExperimentName.PAPER000_TABLE3, ExperimentName.PARTITION_OVF):
+        return _plan_on_chip(name, b, data_dir, ir_drop, root, ideal_root or root)
+    if name is ExperimentName.PAPER002_FIG3:
+        return _plan_paper002(b, data_dir, ir_drop, root, ideal_root or root)
+    return _plan_paper001(b, data_dir, ir_drop, root, ideal_root or root)
+
+
+def _plan_on_chip(name: ExperimentName, b: Budget, data_dir: str, ir_drop: bool, root: Path,
+                  ideal_root: Path) -> list[RunPlan]:
     hw_extra = IR_DROP if ir_drop else {}
     runs: list[RunPlan] = []
-    if name in (ExperimentName.PAPER000_TABLE2, ExperimentName.PAPER000_TABLE3, ExperimentName.PARTITION_OVF):
-        faults = SAF_ONLY if name is ExperimentName.PAPER000_TABLE2 else MULTI_FAULT
-        for model in b.models:
-            teacher = f"{model}-teacher"
-            runs.append(RunPlan(teacher, {"run": _base(model, b, data_dir) | {"eval_chips": 1},
-                                          "train": {"epochs": b.teacher_epochs}}, {"model": model, "role": "teacher"}))
-            run = _base(model, b, data_dir) | {"train_limit": b.retrain_limit, "chips": b.chips,
-                                               "teacher": str(root / "runs" / teacher), "train_on_ideal_array": ir_drop}
-            if name is ExperimentName.PARTITION_OVF:
-                for sigma in (s for s in b.sigmas if s > 0):
-                    for method in ("partition", "partition_ovf"):
-                        runs.append(RunPlan(f"{model}-sigma{sigma:g}-{method}", {
-                            "run": dict(run), "train": {"method": method, "epochs": b.retrain_epochs, "sigma_d": sigma},
-                            "hardware": {**faults, "prog_sigma": sigma, **hw_extra}},
-                            {"model": model, "sigma": sigma, "method": method}))
-                continue
-            # The one-cell preset has no conductances, so no circuit: IR-drop tables use the physical one.
-            for mapping in ("differential_slices",) if ir_drop else ("one_cell", "differential_slices"):
-                for method in ("masked", "kd", "partition"):
-                    runs.append(RunPlan(f"{model}-{mapping}-{method}", {
-                        "run": dict(run), "train": {"method": method, "epochs": b.retrain_epochs},
-                        "hardware": {"mapping": mapping, **faults, **hw_extra}},
-                        {"model": model, "mapping": mapping, "method": method}))
-    elif name is ExperimentName.PAPER002_FIG3:
-        for model in b.models:
-            vanilla = f"{model}-vanilla"
-            runs.append(RunPlan(vanilla, {"run": _base(model, b, data_dir) | {"eval_chips": 1},
-                                          "train": {"epochs": b.teacher_epochs}}, {"model": model, "role": "trained"}))
-            for sigma in b.sigmas:
-                for method in ("vanilla", "gni", "ovf"):
-                    train = {"method": method, "epochs": b.teacher_epochs, "sigma_d": sigma}
-                    run = _base(model, b, data_dir) | {"eval_chips": b.eval_chips, "beta_search": method == "ovf"}
-                    if method == "vanilla" or sigma == 0:  # no noise to inject: the vanilla model itself
-                        train, run = {"epochs": b.teacher_epochs}, run | {"pretrained": str(root / "runs" / vanilla)}
+    faults = SAF_ONLY if name is ExperimentName.PAPER000_TABLE2 else MULTI_FAULT
+    for model in b.models:
+        teacher = f"{model}-teacher"
+        runs.append(RunPlan(teacher, {"run": _base(model, b, data_dir) | {"eval_chips": 1},
+                                      "train": {"epochs": b.teacher_epochs}}, {"model": model, "role": "teacher"}))
+        run = _base(model, b, data_dir) | {"train_limit": b.retrain_limit, "chips": b.chips,
+                                           "teacher": str(root / "runs" / teacher), "train_on_ideal_array": ir_drop}
+        if name is ExperimentName.PARTITION_OVF:
+            for sigma in (s for s in b.sigmas if s > 0):
+                for method in ("partition", "partition_ovf"):
                     runs.append(RunPlan(f"{model}-sigma{sigma:g}-{method}", {
-                        "run": run, "train": train, "hardware": {"prog_sigma": sigma, **hw_extra}},
+                        "run": dict(run), "train": {"method": method, "epochs": b.retrain_epochs, "sigma_d": sigma},
+                        "hardware": {**faults, "prog_sigma": sigma, **hw_extra}},
                         {"model": model, "sigma": sigma, "method": method}))
-    else:
-        for model in b.models:
-            trained = {}
-            for method, sigma in [("vanilla", 0.0)] + [("dva", s) for s in b.sigmas]:
-                trained[(method, sigma)] = f"{model}-train-{method}" + (f"-sigma{sigma:g}" if method == "dva" else "")
-                runs.append(RunPlan(trained[(method, sigma)], {
-                    "run": _base(model, b, data_dir) | {"eval_chips": 1},
-                    "train": {"method": method, "epochs": b.teacher_epochs, "dva_sigma": sigma}},
-                    {"model": model, "role": "trained"}))
-            for ratio in (2.0, 10.0, 100.0):
-                for sigma in b.sigmas:
-                    for method in ("vanilla", "dva"):
-                        source = trained[(method, 0.0 if method == "vanilla" else sigma)]
-                        for fmt in ("static_fixed_point", "dynamic_fixed_point"):
-                            hw = {"p_tf": 1.0, "p_sa1": 0.0, "p_sa0": 0.0, "tf_sigma": sigma, "weight_format": fmt,
-                                  "fixed_point_range": 4.0, "r_hrs_ohm": 10e3 * ratio, **hw_extra}
-                            runs.append(RunPlan(f"{model}-onoff{ratio:g}-sigma{sigma:g}-{method}-{fmt}", {
-                                "run": _base(model, b, data_dir) | {"eval_chips": b.eval_chips,
-                                                                    "pretrained": str(root / "runs" / source)},
-                                "train": {"method": method, "epochs": b.teacher_epochs, "dva_sigma": sigma},
-                                "hardware": hw}, {"model": model, "ratio": ratio, "sigma": sigma, "method": method,
-                                                  "format": fmt}))
+            continue
+        # The one-cell preset has no conductances, so no circuit: IR-drop tables use the physical one.
+        for mapping in ("differential_slices",) if ir_drop else ("one_cell", "differential_slices"):
+            for method in ("masked", "kd", "partition"):
+                keys = {"model": model, "mapping": mapping, "method": method}
+                runs.append(RunPlan(f"{model}-{mapping}-{method}", {
+                    "run": dict(run), "train": {"method": method, "epochs": b.retrain_epochs},
+                    "hardware": {"mapping": mapping, **faults, **hw_extra}}, keys))
+                if ir_drop:  # the same students on the ideal array, if the ideal table has them
+                    runs.append(RunPlan(runs[-1].name, {}, keys | {"array": "ideal"}, ideal_root, compare_only=True))
     return runs
 
 
-def _cell(h: dict) -> str:
-    return f"{100 * h['mean']:.2f} ± {100 * h['ci95']:.2f} ({100 * h['recovery']:.1f} %)"
+def _ir_twin(run: RunPlan, root: Path, source: Path, eval_chips: int) -> RunPlan:
+    """The IR-drop evaluation of ``run``'s trained model (``source``), in ``root``."""
+    sections = {"run": run.sections["run"] | {"eval_chips": eval_chips, "pretrained": str(source),
+                                              "beta_search": False},
+                "train": run.sections["train"], "hardware": run.sections["hardware"] | IR_DROP}
+    return RunPlan(f"{run.name}-irdrop", sections, run.keys | {"array": "irdrop"}, root)
 
 
-def _table_paper000(runs: list[RunPlan], metrics: dict) -> str:
-    lines = ["| model | preset | teacher acc % | chips | unretrained | masked FT | KD | partition |",
-             "|---|---|---|---|---|---|---|---|"]
-    models = dict.fromkeys(r.keys["model"] for r in runs)
-    for model in models:
-        for mapping in ("one_cell", "differential_slices"):
-            row = {r.keys["method"]: metrics[r.name] for r in runs if r.keys.get("mapping") == mapping
-                   and r.keys["model"] == model}
-            if not row:
-                continue
-            any_run = next(iter(row.values()))
-            lines.append(f"| {model} | {mapping} | {100 * any_run['teacher_accuracy']:.2f} | "
-                         f"{any_run['hardware']['n_chips']} | "
-                         f"{_cell(any_run['unretrained'])} | "
-                         + " | ".join(_cell(row[m]["hardware"]) if m in row else "—" for m in ("masked", "kd", "partition"))
-                         + " |")
-    return "\n".join(lines) + "\n\nCells: mean accuracy % over chips ± 95 % CI (recovery P = mean / teacher accuracy).\n"
+def _plan_paper002(b: Budget, data_dir: str, ir_drop: bool, root: Path, home: Path) -> list[RunPlan]:
+    runs: list[RunPlan] = []
+    for model in b.models:
+        vanilla = f"{model}-vanilla"
+        runs.append(RunPlan(vanilla, {"run": _base(model, b, data_dir) | {"eval_chips": 1},
+                                      "train": {"epochs": b.teacher_epochs}}, {"model": model, "role": "trained"}, home))
+        for sigma in b.sigmas:
+            for method in ("vanilla", "gni", "ovf"):
+                train = {"method": method, "epochs": b.teacher_epochs, "sigma_d": sigma}
+                run = _base(model, b, data_dir) | {"eval_chips": b.eval_chips, "beta_search": method == "ovf"}
+                source = f"{model}-sigma{sigma:g}-{method}"
+                if method == "vanilla" or sigma == 0:  # no noise to inject: the vanilla model itself
+                    train, run = {"epochs": b.teacher_epochs}, run | {"pretrained": str(home / "runs" / vanilla)}
+                    source = vanilla
+                runs.append(RunPlan(f"{model}-sigma{sigma:g}-{method}", {
+                    "run": run, "train": train, "hardware": {"prog_sigma": sigma}},
+                    {"model": model, "sigma": sigma, "method": method}, home))
+                if ir_drop:
+                    runs.append(_ir_twin(runs[-1], root, home / "runs" / source, b.eval_chips))
+    return runs
 
 
-def _table_paper002(runs: list[RunPlan], metrics: dict, out: Path) -> str:
-    lines = ["| model | σ_d | vanilla | GNI | OVF (β) | EKL vanilla / GNI / OVF |", "|---|---|---|---|---|---|"]
-    runs = [r for r in runs if "role" not in r.keys]
-    for model in dict.fromkeys(r.keys["model"] for r in runs):
-        sig = sorted({r.keys["sigma"] for r in runs if r.keys["model"] == model})
-        series: dict = {m: ([], []) for m in ("vanilla", "gni", "ovf")}
-        ekl: dict = {m: ([], []) for m in ("vanilla", "gni", "ovf")}
-        for s in sig:
-            cell = {r.keys["method"]: metrics[r.name] for r in runs if r.keys["model"] == model and r.keys["sigma"] == s}
-            for m, d in cell.items():
-                series[m][0].append(100 * d["hardware"]["mean"])
-                series[m][1].append(100 * d["hardware"]["ci95"])
-                ekl[m][0].append(d["hardware"]["ekl"])
-                ekl[m][1].append(0.0)
-            beta = cell["ovf"].get("beta", "—")
-            lines.append(f"| {model} | {s:g} | " + " | ".join(
-                f"{100 * cell[m]['hardware']['mean']:.2f} ± {100 * cell[m]['hardware']['ci95']:.2f}" for m in ("vanilla", "gni"))
-                + f" | {100 * cell['ovf']['hardware']['mean']:.2f} ± {100 * cell['ovf']['hardware']['ci95']:.2f} ({beta})"
-                + " | " + " / ".join(f"{cell[m]['hardware']['ekl']:.3f}" for m in ("vanilla", "gni", "ovf")) + " |")
-        plot_sweep(sig, series, out / f"{model}-accuracy.png", "σ_d", "accuracy over chips (%)", f"{model}: accuracy vs σ_d")
-        plot_sweep(sig, ekl, out / f"{model}-ekl.png", "σ_d", "EKL of correct predictions (nats)", f"{model}: EKL vs σ_d")
-    return "\n".join(lines) + "\n\nCells: mean accuracy % over chips ± 95 % CI; EKL in nats (lower is better).\n"
-
-
-def _table_paper001(runs: list[RunPlan], metrics: dict) -> str:
-    combos = [("vanilla", "static_fixed_point"), ("vanilla", "dynamic_fixed_point"), ("dva", "static_fixed_point"),
-              ("dva", "dynamic_fixed_point")]
-    lines = ["| model | on/off | σ | vanilla, static FP | vanilla, DFP | DVA, static FP | DVA, DFP |", "|---|---|---|---|---|---|---|"]
-    seen = []
-    runs = [r for r in runs if "role" not in r.keys]
-    for r in runs:
-        k = (r.keys["model"], r.keys["ratio"], r.keys["sigma"])
-        if k in seen:
-            continue
-        seen.append(k)
-        cell = {(q.keys["method"], q.keys["format"]): metrics[q.name]["hardware"] for q in runs
-                if (q.keys["model"], q.keys["ratio"], q.keys["sigma"]) == k}
-        lines.append(f"| {k[0]} | {k[1]:g} | {k[2]:g} | " + " | ".join(
-            f"{100 * cell[c]['mean']:.2f} ± {100 * cell[c]['ci95']:.2f}" for c in combos) + " |")
-    return "\n".join(lines) + "\n\nCells: mean accuracy % over chips ± 95 % CI. Static FP: one Q2.6 format (full scale 4) for every layer; DFP: per-layer power-of-two full scale.\n"
-
-
-def _table_partition_ovf(runs: list[RunPlan], metrics: dict, out: Path) -> str:
-    lines = ["| model | σ_d | chips | unretrained | partition | partition + OVF | OVF − partition, paired |",
-             "|---|---|---|---|---|---|---|"]
-    runs = [r for r in runs if "role" not in r.keys]
-    for model in dict.fromkeys(r.keys["model"] for r in runs):
-        sig = sorted({r.keys["sigma"] for r in runs if r.keys["model"] == model})
-        series: dict = {m: ([], []) for m in ("unretrained", "partition", "partition_ovf")}
-        plotted = []
-        for s in sig:
-            cell = {r.keys["method"]: metrics[r.name] for r in runs if r.keys["model"] == model and r.keys["sigma"] == s}
-            if set(cell) != {"partition", "partition_ovf"}:
-                continue
-            a, b = (np.asarray(cell[m]["hardware"]["accuracies"]) for m in ("partition", "partition_ovf"))
-            if a.size != b.size:  # paired only over the same chips
-                continue
-            diff = summarise(b - a, 1.0, 1.0, math.nan, cell["partition"]["hardware"]["n_images"])
-            plotted.append(s)
-            for m, h in (("unretrained", cell["partition"]["unretrained"]), ("partition", cell["partition"]["hardware"]),
-                         ("partition_ovf", cell["partition_ovf"]["hardware"])):
-                series[m][0].append(100 * h["mean"])
-                series[m][1].append(100 * h["ci95"])
-            lines.append(f"| {model} | {s:g} | {a.size} | {_cell(cell['partition']['unretrained'])} | "
-                         f"{_cell(cell['partition']['hardware'])} | {_cell(cell['partition_ovf']['hardware'])} | "
-                         f"{100 * diff.mean:+.2f} ± {100 * diff.ci95:.2f} |")
-        if plotted:
-            plot_sweep(plotted, series, out / f"{model}-accuracy.png", "σ_d",
-                       "accuracy over chips (%)", f"{model}: faulty chips written with variation σ_d")
-    return "\n".join(lines) + (
-        "\n\nCells: mean accuracy % over chips ± 95 % CI (recovery P = mean / teacher accuracy). Each chip has "
-        "the multi-fault 25.03 % fault map; its student is retrained knowing the faults, not the variation, then "
-        "written with programming variation σ_d (one draw per chip, the same draw for both students). The last "
-        "column is the per-chip difference, mean ± 95 % CI (Student t over chips).\n")
+def _plan_paper001(b: Budget, data_dir: str, ir_drop: bool, root: Path, home: Path) -> list[RunPlan]:
+    runs: list[RunPlan] = []
+    for model in b.models:
+        trained = {}
+        # σ = 0 would be no variation at all (every device a TF device of spread 0): not a point of the study.
+        sigmas = [s for s in b.sigmas if s > 0]
+        for method, sigma in [("vanilla", 0.0)] + [("dva", s) for s in sigmas]:
+            trained[(method, sigma)] = f"{model}-train-{method}" + (f"-sigma{sigma:g}" if method == "dva" else "")
+            runs.append(RunPlan(trained[(method, sigma)], {
+                "run": _base(model, b, data_dir) | {"eval_chips": 1},
+                "train": {"method": method, "epochs": b.teacher_epochs, "dva_sigma": sigma}},
+                {"model": model, "role": "trained"}, home))
+        lo, hi = IR_DROP_RATIO_RANGE
+        for ratio in (r for r in b.ratios if not ir_drop or lo <= r <= hi):
+            for sigma in sigmas:
+                for method in ("vanilla", "dva"):
+                    source = home / "runs" / trained[(method, 0.0 if method == "vanilla" else sigma)]
+                    for fmt in ("static_fixed_point", "dynamic_fixed_point"):
+                        hw = {"p_tf": 1.0, "p_sa1": 0.0, "p_sa0": 0.0, "tf_sigma": sigma, "weight_format": fmt,
+                              "fixed_point_range": 4.0, "r_hrs_ohm": 10e3 * ratio}
+                        runs.append(RunPlan(f"{model}-onoff{ratio:g}-sigma{sigma:g}-{method}-{fmt}", {
+                            "run": _base(model, b, data_dir) | {"eval_chips": b.eval_chips, "pretrained": str(source)},
+                            "train": {"method": method, "epochs": b.teacher_epochs, "dva_sigma": sigma},
+                            "hardware": hw}, {"model": model, "ratio": ratio, "sigma": sigma, "method": method,
+                                              "format": fmt}, home))
+                        if ir_drop:
+                            runs.append(_ir_twin(runs[-1], root, source, b.eval_chips))
+    return runs
 
 
 TABLES: dict[ExperimentName, Callable] = {
-    ExperimentName.PAPER000_TABLE2: lambda runs, m, out: _table_paper000(runs, m),
-    ExperimentName.PAPER000_TABLE3: lambda runs, m, out: _table_paper000(runs, m),
-    ExperimentName.PAPER002_FIG3: _table_paper002,
-    ExperimentName.PAPER001_DVA_DFP: lambda runs, m, out: _table_paper001(runs, m),
-    ExperimentName.PARTITION_OVF: _table_partition_ovf,
+    ExperimentName.PAPER000_TABLE2: table_paper000,
+    ExperimentName.PAPER000_TABLE3: table_paper000,
+    ExperimentName.PAPER002_FIG3: table_paper002,
+    ExperimentName.PAPER001_DVA_DFP: table_paper001,
+    ExperimentName.PARTITION_OVF: table_partition_ovf,
 }
 
 
@@ -313,7 +265,8 @@ class Overrides:
 
 
 def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool = False, ir_drop: bool = False,
-              data_dir: str = "", overrides: Overrides = Overrides(), reporter: Reporter | None = None) -> Path:
+              data_dir: str = "", overrides: Overrides = Overrides(), reporter: Reporter | None = None,
+              ideal_out: Path | None = None) -> Path:
     """Run (or resume) every run of an experiment and write its table, summary and plots.
 
     Args:
@@ -323,6 +276,10 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
         ir_drop: evaluate on the calibrated surrogate (``device_models/default.h5``).
         data_dir: data directory passed to every run ("" = cache/fetch).
         overrides: budget changes (models, chips, epochs, retraining budget, data set).
+        ideal_out: with ``ir_drop``, the same experiment's folder without IR drop (default
+            ``results/<name>[-<dataset>][-quick]``): papers 001/002 train (or reuse) their models
+            and ideal-array evaluations there; paper 000 reads its ideal-array runs from there,
+            when present, for the paired IR-drop column.
     """
     try:
         name = ExperimentName(name)
@@ -330,31 +287,40 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
         raise SpecError(f"unknown experiment {name!r}; see `cosim reproduce --list`.") from None
     reporter = reporter or NullReporter()
     b = overrides.apply(QUICK if quick else FULL[name])
-    suffix = (f"-{b.dataset}" if b.dataset != "mnist" else "") + ("-irdrop" if ir_drop else "") + (
-        "-quick" if quick else "")
+    dataset = f"-{b.dataset}" if b.dataset != "mnist" else ""
+    suffix = dataset + ("-irdrop" if ir_drop else "") + ("-quick" if quick else "")
     default_out = Path("results") / f"{name.value}{suffix}"
+    default_ideal = Path("results") / f"{name.value}{dataset}{'-quick' if quick else ''}"
     out = Path(out) if out else default_out
-    runs = plan(name, b, data_dir, ir_drop, out)
+    ideal_root = (Path(ideal_out) if ideal_out else default_ideal) if ir_drop else None
+    runs = plan(name, b, data_dir, ir_drop, out, ideal_root)
     t0 = time.perf_counter()
     for r in runs:
-        exp = Experiment.from_sections(r.sections)
-        train_run(exp, out / "runs" / r.name, f"cosim train --config {out}/runs/{r.name}/config.toml "
-                  f"--out {out}/runs/{r.name}", reporter)
+        if r.compare_only:
+            continue
+        folder = (r.home or out) / "runs" / r.name
+        train_run(Experiment.from_sections(r.sections), folder,
+                  f"cosim train --config {folder}/config.toml --out {folder}", reporter)
     # The table covers every run of this experiment present in the folder, so calls that add
     # models (or chips) accumulate into one table.
     models = tuple(dict.fromkeys(PAPER_MODELS[name] + b.models))  # every FULL budget's models are the paper's
-    every = plan(name, replace(b, models=models), data_dir, ir_drop, out)
-    done = [r for r in every if (out / "runs" / r.name / "metrics.json").exists()]
-    metrics = {r.name: json.loads((out / "runs" / r.name / "metrics.json").read_text()) for r in done}
-    runs = done
+    every = plan(name, replace(b, models=models), data_dir, ir_drop, out, ideal_root)
+    metrics = {}
+    for r in every:
+        path = (r.home or out) / "runs" / r.name / "metrics.json"
+        if path.exists():
+            metrics[run_key(r)] = json.loads(path.read_text())
+    runs = [r for r in every if run_key(r) in metrics]
     table = TABLES[name](runs, metrics, out)
     command = (f"cosim reproduce {name.value}" + (" --quick" if quick else "") + (" --ir-drop" if ir_drop else "")
                + (f" --data-dir {data_dir}" if data_dir else "") + overrides.flags()
-               + (f" --out {out}" if out != default_out else ""))
+               + (f" --out {out}" if out != default_out else "")
+               + (f" --ideal-out {ideal_root}" if ir_drop and ideal_root != default_ideal else ""))
     wall = time.perf_counter() - t0
     header = (f"# {name.value}{suffix}\n\n{_DOCS[name]}.\n\n"
               f"Command: `{command}` ({len(runs)} runs; this call {wall:.0f} s; per-run configs with seeds in "
-              f"`runs/*/config.toml`).\n\n")
+              f"`runs/*/config.toml`" + (f" and, for the ideal-array runs, `{ideal_root}/runs/*/config.toml`"
+                                          if ir_drop else "") + ").\n\n")
     shown = {r.keys["model"] for r in runs if "role" not in r.keys}
     missing = [m for m in PAPER_MODELS[name] if m not in shown]
     if missing and not quick:
@@ -363,8 +329,8 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     write_text(out / "table.md", header + table)
     write_json(out / "summary.json", {"experiment": name.value, "quick": quick, "ir_drop": ir_drop, "command": command,
                                       "wall_s_this_call": wall, "budget": b.__dict__,
-                                      "runs": {r.name: {"keys": r.keys, "metrics_file": f"runs/{r.name}/metrics.json"}
-                                               for r in runs}})
+                                      "runs": {run_key(r): {"keys": r.keys, "metrics_file": os.path.relpath(
+                                          (r.home or out) / "runs" / r.name / "metrics.json", out)} for r in runs}})
     return out
 
 

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from cosim.cli.main import app
@@ -10,7 +11,7 @@ from cosim.cli.main import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("experiment, rows", [("paper000-table3", 2), ("paper002-fig3", 2), ("paper001-dva-dfp", 6),
+@pytest.mark.parametrize("experiment, rows", [("paper000-table3", 2), ("paper002-fig3", 2), ("paper001-dva-dfp", 1),
                                                      ("partition-ovf", 1)])
 def test_quick_experiment_writes_its_table(tiny_mnist, tmp_path, experiment, rows):
     out = tmp_path / experiment
@@ -66,13 +67,84 @@ def test_overrides_reach_every_run_and_the_command():
 
 
 def test_quick_ir_drop_table_evaluates_on_the_calibrated_surrogate(tiny_mnist, tmp_path):
-    out = tmp_path / "irdrop"
-    res = runner.invoke(app, ["reproduce", "paper000-table3", "--quick", "--ir-drop", "--data-dir", str(tiny_mnist),
-                              "--out", str(out)])
+    """On-chip students retrain on the ideal array whatever --ir-drop says, so the IR-drop table's
+    students are the ideal table's, bit for bit; its Δ table pairs the two tables' chips."""
+    ideal, out = tmp_path / "ideal", tmp_path / "irdrop"
+    args = ["reproduce", "paper000-table3", "--quick", "--data-dir", str(tiny_mnist)]
+    assert runner.invoke(app, args + ["--out", str(ideal)]).exit_code == 0
+    res = runner.invoke(app, args + ["--ir-drop", "--out", str(out), "--ideal-out", str(ideal)])
     assert res.exit_code == 0, res.output
-    body = [line for line in (out / "table.md").read_text().splitlines() if line.startswith("| lenet5")]
-    assert len(body) == 1 and "| differential_slices |" in body[0]  # no circuit for the one-cell preset
-    config = (out / "runs" / "lenet5-differential_slices-partition" / "config.toml").read_text()
+    table = (out / "table.md").read_text()
+    body = [line for line in table.splitlines() if line.startswith("| lenet5")]
+    assert len(body) == 2 and "| differential_slices |" in body[0]  # no circuit for the one-cell preset
+    run = "lenet5-differential_slices-partition"
+    config = (out / "runs" / run / "config.toml").read_text()
     assert 'array_model = "surrogate"' in config and "train_on_ideal_array = true" in config
-    metrics = json.loads((out / "runs" / "lenet5-differential_slices-partition" / "metrics.json").read_text())
-    assert 0.0 <= metrics["hardware"]["mean"] <= 1.0 and metrics["hardware"]["n_chips"] == 2
+    for chip in (0, 1):
+        a, b = (torch.load(d / "runs" / run / "students" / f"chip-{chip}.pt", weights_only=True)["state_dict"]
+                for d in (ideal, out))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    mine, twin = (json.loads((d / "runs" / run / "metrics.json").read_text())["hardware"] for d in (out, ideal))
+    assert mine["n_chips"] == twin["n_chips"] == 2 and 0.0 <= mine["mean"] <= 1.0
+    expected = 100 * sum(b - a for a, b in zip(twin["accuracies"], mine["accuracies"])) / 2
+    assert body[1].startswith("| lenet5 | differential_slices | 2 |") and body[1].split("|")[-2].strip().startswith(
+        f"{expected:+.2f} ±")
+
+
+@pytest.mark.parametrize("experiment, ir_rows", [("paper002-fig3", 2), ("paper001-dva-dfp", 1)])
+def test_quick_ir_drop_reuses_the_ideal_models_and_pairs_chips(tiny_mnist, tmp_path, experiment, ir_rows):
+    """Off-chip experiments with --ir-drop train (or reuse) their models in the ideal folder and
+    evaluate those very models on the surrogate; the Δ column is the mean per-chip difference."""
+    ideal, out = tmp_path / "ideal", tmp_path / "irdrop"
+    args = ["reproduce", experiment, "--quick", "--data-dir", str(tiny_mnist)]
+    res = runner.invoke(app, args + ["--ir-drop", "--out", str(out), "--ideal-out", str(ideal)])
+    assert res.exit_code == 0, res.output
+    trained = sorted(p.parent.name for p in (ideal / "runs").glob("*/model.pt"))
+    assert trained and not list((out / "runs").glob("*/model.pt"))  # models live in the ideal folder only
+    summary = json.loads((out / "summary.json").read_text())
+    ir_runs = {k: v for k, v in summary["runs"].items() if v["keys"].get("array") == "irdrop"}
+    for name, run in ir_runs.items():
+        config = (out / "runs" / name / "config.toml").read_text()
+        assert 'array_model = "surrogate"' in config and f'pretrained = "{ideal}/runs/' in config
+    table = (out / "table.md").read_text()
+    ir_table = table.split("calibrated IR-drop array")[1]
+    body = [line for line in ir_table.splitlines() if line.startswith("| lenet5")]
+    assert len(body) == ir_rows and "--ideal-out" in table
+    # The first IR row's first Δ, recomputed from the two runs' per-chip accuracies.
+    name = next(iter(ir_runs))
+    twin = json.loads((ideal / "runs" / name.removesuffix("-irdrop") / "metrics.json").read_text())["hardware"]
+    mine = json.loads((out / "runs" / name / "metrics.json").read_text())["hardware"]
+    assert mine["n_chips"] == twin["n_chips"] == 4
+    expected = 100 * sum(b - a for a, b in zip(twin["accuracies"], mine["accuracies"])) / 4
+    assert f"{expected:+.2f} ±" in body[0]
+    # The ideal experiment run on its own afterwards finds every run finished: nothing is retrained.
+    stamps = {p: p.stat().st_mtime_ns for p in (ideal / "runs").glob("*/model.pt")}
+    res = runner.invoke(app, args + ["--out", str(ideal)])
+    assert res.exit_code == 0, res.output
+    assert {p: p.stat().st_mtime_ns for p in (ideal / "runs").glob("*/model.pt")} == stamps
+    assert "IR-drop" not in (ideal / "table.md").read_text()
+
+
+def test_ideal_out_needs_ir_drop(tmp_path):
+    res = runner.invoke(app, ["reproduce", "paper002-fig3", "--quick", "--ideal-out", str(tmp_path)])
+    assert res.exit_code == 2 and "--ideal-out applies only with --ir-drop" in res.output
+
+
+def test_ir_drop_plans_stay_inside_the_calibrated_range_and_point_at_the_ideal_models():
+    from pathlib import Path
+
+    from cosim.reproduce import FULL, IR_DROP, ExperimentName, plan
+
+    name = ExperimentName.PAPER001_DVA_DFP
+    runs = plan(name, FULL[name], "", True, Path("ir"), Path("ideal"))
+    twins = [r for r in runs if r.keys.get("array") == "irdrop"]
+    ideal = {r.name: r for r in runs if "array" not in r.keys and "role" not in r.keys}
+    assert {r.keys["ratio"] for r in twins} == {10.0, 100.0}  # ratio 2 lies outside 10..1000
+    assert len(twins) == len(ideal) == 2 * 3 * 2 * 2
+    for r in twins:
+        source = ideal[r.name.removesuffix("-irdrop")]
+        assert r.home == Path("ir") and source.home == Path("ideal")
+        assert r.sections["hardware"] == source.sections["hardware"] | IR_DROP
+        assert r.sections["run"]["pretrained"] == source.sections["run"]["pretrained"]
+        assert r.sections["run"]["pretrained"].startswith("ideal/runs/lenet5-train-")
+    assert not any(r.keys.get("sigma") == 0 for r in runs if "sigma" in r.keys)

@@ -1,0 +1,201 @@
+"""The markdown tables and PNG plots of ``cosim reproduce``'s experiments.
+
+Every table function takes the experiment's finished runs (:class:`cosim.reproduce.RunPlan`,
+read for their ``keys``), their ``metrics.json`` contents keyed by :func:`run_key`, and the
+experiment folder (for plots), and returns markdown. Runs keyed ``array = "irdrop"`` are IR-drop
+evaluations and ``array = "ideal"`` the ideal-array twins of IR-drop runs; a table shows the
+IR-drop numbers beside their twins with the per-chip (paired) difference.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cosim.eval import MonteCarloStats, summarise
+from cosim.plots import plot_sweep
+
+if TYPE_CHECKING:
+    from cosim.reproduce import RunPlan
+
+PAIRED_NOTE = (" Δ: IR drop − ideal array, per chip (the same chip, i.e. the same faults and variation, "
+               "on both), mean ± 95 % CI (Student t over the chips both evaluated).")
+
+
+def run_key(r: "RunPlan") -> str:
+    """A run's name in tables and summary.json (an ideal-array twin with its array marked)."""
+    return f"{r.name}@ideal" if r.compare_only else r.name
+
+
+def paired(a: dict, b: dict) -> MonteCarloStats | None:
+    """Per-chip differences ``b − a`` of two Monte Carlo results (``hardware`` dicts) over the
+    chips both evaluated (chip k is the same draw in both); None below two chips."""
+    x, y = np.asarray(a["accuracies"], dtype=float), np.asarray(b["accuracies"], dtype=float)
+    n = min(x.size, y.size)
+    if n < 2:
+        return None
+    return summarise(y[:n] - x[:n], 1.0, 1.0, math.nan, a["n_images"])
+
+
+def _mean_ci(h: dict) -> str:
+    return f"{100 * h['mean']:.2f} ± {100 * h['ci95']:.2f}"
+
+
+def _cell(h: dict) -> str:
+    return f"{_mean_ci(h)} ({100 * h['recovery']:.1f} %)"
+
+
+def _delta(d: MonteCarloStats | None) -> str:
+    return "—" if d is None else f"{100 * d.mean:+.2f} ± {100 * d.ci95:.2f}"
+
+
+def _is(r: "RunPlan", array: str | None) -> bool:
+    return r.keys.get("array") == array and "role" not in r.keys
+
+
+def table_paper000(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
+    """Paper 000 Tables 2/3: per model and preset, the unretrained chips and the three methods."""
+    lines = ["| model | preset | teacher acc % | chips | unretrained | masked FT | KD | partition |",
+             "|---|---|---|---|---|---|---|---|"]
+    deltas = ["| model | preset | chips paired | masked FT Δ | KD Δ | partition Δ |", "|---|---|---|---|---|---|"]
+    main = [r for r in runs if _is(r, None)]
+    twins = {(r.keys["model"], r.keys["mapping"], r.keys["method"]): metrics[run_key(r)] for r in runs if _is(r, "ideal")}
+    for model in dict.fromkeys(r.keys["model"] for r in main):
+        for mapping in ("one_cell", "differential_slices"):
+            row = {r.keys["method"]: metrics[run_key(r)] for r in main if r.keys.get("mapping") == mapping
+                   and r.keys["model"] == model}
+            if not row:
+                continue
+            any_run = next(iter(row.values()))
+            lines.append(f"| {model} | {mapping} | {100 * any_run['teacher_accuracy']:.2f} | "
+                         f"{any_run['hardware']['n_chips']} | "
+                         f"{_cell(any_run['unretrained'])} | "
+                         + " | ".join(_cell(row[m]["hardware"]) if m in row else "—" for m in ("masked", "kd", "partition"))
+                         + " |")
+            d = {m: paired(twins[(model, mapping, m)]["hardware"], row[m]["hardware"]) for m in row
+                 if (model, mapping, m) in twins}
+            if d:
+                n = min(min(len(row[m]["hardware"]["accuracies"]), len(twins[(model, mapping, m)]["hardware"]["accuracies"]))
+                        for m in d)
+                deltas.append(f"| {model} | {mapping} | {n} | " + " | ".join(_delta(d.get(m)) for m in
+                                                                            ("masked", "kd", "partition")) + " |")
+    text = "\n".join(lines) + "\n\nCells: mean accuracy % over chips ± 95 % CI (recovery P = mean / teacher accuracy).\n"
+    if len(deltas) > 2:
+        text += ("\nThe same students on the ideal array (the ideal table's runs), paired per chip:\n\n"
+                 + "\n".join(deltas) + "\n\n" + PAIRED_NOTE.strip() + "\n")
+    return text
+
+
+def table_paper002(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
+    """Paper 002 Fig. 3: accuracy and EKL against σ_d for vanilla, GNI and OVF (and, with IR
+    drop, the same models on the IR-drop array beside them)."""
+    methods = ("vanilla", "gni", "ovf")
+    lines = ["| model | σ_d | vanilla | GNI | OVF (β) | EKL vanilla / GNI / OVF |", "|---|---|---|---|---|---|"]
+    ir_lines = ["| model | σ_d | vanilla | GNI | OVF | Δ vanilla | Δ GNI | Δ OVF | EKL vanilla / GNI / OVF |",
+                "|---|---|---|---|---|---|---|---|---|"]
+    ideal = [r for r in runs if _is(r, None)]
+    ir = {(r.keys["model"], r.keys["sigma"], r.keys["method"]): metrics[run_key(r)] for r in runs if _is(r, "irdrop")}
+    for model in dict.fromkeys(r.keys["model"] for r in ideal):
+        sig = sorted({r.keys["sigma"] for r in ideal if r.keys["model"] == model})
+        series: dict = {}
+        ekl: dict = {}
+        for s in sig:
+            cell = {r.keys["method"]: metrics[run_key(r)] for r in ideal if r.keys["model"] == model and r.keys["sigma"] == s}
+            ir_cell = {m: ir[(model, s, m)] for m in methods if (model, s, m) in ir}
+            for label, source in (("", cell), (", IR drop", ir_cell)):
+                for m, d in source.items():
+                    series.setdefault(m + label, ([], [], []))
+                    ekl.setdefault(m + label, ([], [], []))
+                    for into, value, err in ((series, 100 * d["hardware"]["mean"], 100 * d["hardware"]["ci95"]),
+                                             (ekl, d["hardware"]["ekl"], 0.0)):
+                        into[m + label][0].append(s)
+                        into[m + label][1].append(value)
+                        into[m + label][2].append(err)
+            beta = cell["ovf"].get("beta", "—")
+            lines.append(f"| {model} | {s:g} | " + " | ".join(_mean_ci(cell[m]["hardware"]) for m in ("vanilla", "gni"))
+                         + f" | {_mean_ci(cell['ovf']['hardware'])} ({beta})"
+                         + " | " + " / ".join(f"{cell[m]['hardware']['ekl']:.3f}" for m in methods) + " |")
+            if set(ir_cell) == set(methods):
+                ir_lines.append(f"| {model} | {s:g} | " + " | ".join(_mean_ci(ir_cell[m]["hardware"]) for m in methods)
+                                + " | " + " | ".join(_delta(paired(cell[m]["hardware"], ir_cell[m]["hardware"]))
+                                                     for m in methods)
+                                + " | " + " / ".join(f"{ir_cell[m]['hardware']['ekl']:.3f}" for m in methods) + " |")
+        _plot(series, out / f"{model}-accuracy.png", "accuracy over chips (%)", f"{model}: accuracy vs σ_d")
+        _plot(ekl, out / f"{model}-ekl.png", "EKL of correct predictions (nats)", f"{model}: EKL vs σ_d")
+    text = "\n".join(lines) + "\n\nCells: mean accuracy % over chips ± 95 % CI; EKL in nats (lower is better).\n"
+    if len(ir_lines) > 2:
+        text += ("\nThe same models on the calibrated IR-drop array (64×64 tiles, 2.5 Ω wires):\n\n"
+                 + "\n".join(ir_lines) + "\n\n" + PAIRED_NOTE.strip() + "\n")
+    return text
+
+
+def _plot(series: dict, path: Path, ylabel: str, title: str) -> None:
+    """``series[label] = (x, y, ci)``; each series keeps its own x (a σ missing from one is skipped)."""
+    by_x: dict = {}
+    for label, (x, y, ci) in series.items():
+        by_x.setdefault(tuple(x), {})[label] = (y, ci)
+    xs = max(by_x, key=len)  # series over fewer σ would shift: plot those that cover the full sweep
+    plot_sweep(list(xs), by_x[xs], path, "σ_d", ylabel, title)
+
+
+def table_paper001(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
+    """Paper 001: accuracy of vanilla/DVA models under static fixed point and DFP, against the
+    on/off ratio and σ (and, with IR drop, ideal → IR drop per cell)."""
+    combos = [("vanilla", "static_fixed_point"), ("vanilla", "dynamic_fixed_point"), ("dva", "static_fixed_point"),
+              ("dva", "dynamic_fixed_point")]
+    lines = ["| model | on/off | σ | vanilla, static FP | vanilla, DFP | DVA, static FP | DVA, DFP |", "|---|---|---|---|---|---|---|"]
+    ir_lines = list(lines)
+    ideal = [r for r in runs if _is(r, None)]
+    ir = {(r.keys["model"], r.keys["ratio"], r.keys["sigma"], r.keys["method"], r.keys["format"]):
+          metrics[run_key(r)]["hardware"] for r in runs if _is(r, "irdrop")}
+    for k in dict.fromkeys((r.keys["model"], r.keys["ratio"], r.keys["sigma"]) for r in ideal):
+        cell = {(q.keys["method"], q.keys["format"]): metrics[run_key(q)]["hardware"] for q in ideal
+                if (q.keys["model"], q.keys["ratio"], q.keys["sigma"]) == k}
+        lines.append(f"| {k[0]} | {k[1]:g} | {k[2]:g} | " + " | ".join(_mean_ci(cell[c]) for c in combos) + " |")
+        if all(k + c in ir for c in combos):
+            ir_lines.append(f"| {k[0]} | {k[1]:g} | {k[2]:g} | " + " | ".join(
+                f"{_mean_ci(ir[k + c])} (Δ {_delta(paired(cell[c], ir[k + c]))})" for c in combos) + " |")
+    note = ("Static FP: one Q2.6 format (full scale 4) for every layer; DFP: per-layer power-of-two full scale.")
+    text = "\n".join(lines) + "\n\nCells: mean accuracy % over chips ± 95 % CI. " + note + "\n"
+    if len(ir_lines) > 2:
+        text += ("\nThe same models on the calibrated IR-drop array (64×64 tiles, 2.5 Ω wires; on/off ratios "
+                 "inside the surrogate's calibrated range 10..1000 only):\n\n" + "\n".join(ir_lines) + "\n\n"
+                 + PAIRED_NOTE.strip() + "\n")
+    return text
+
+
+def table_partition_ovf(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
+    """Partition retraining with and without OVF-style training on faulty chips written with
+    variation σ_d; the per-chip paired difference."""
+    lines = ["| model | σ_d | chips | unretrained | partition | partition + OVF | OVF − partition, paired |",
+             "|---|---|---|---|---|---|---|"]
+    runs = [r for r in runs if "role" not in r.keys]
+    for model in dict.fromkeys(r.keys["model"] for r in runs):
+        sig = sorted({r.keys["sigma"] for r in runs if r.keys["model"] == model})
+        series: dict = {m: ([], []) for m in ("unretrained", "partition", "partition_ovf")}
+        plotted = []
+        for s in sig:
+            cell = {r.keys["method"]: metrics[run_key(r)] for r in runs if r.keys["model"] == model and r.keys["sigma"] == s}
+            if set(cell) != {"partition", "partition_ovf"}:
+                continue
+            a, b = (cell[m]["hardware"] for m in ("partition", "partition_ovf"))
+            if len(a["accuracies"]) != len(b["accuracies"]):  # the same chips in both columns
+                continue
+            diff = paired(a, b)
+            plotted.append(s)
+            for m, h in (("unretrained", cell["partition"]["unretrained"]), ("partition", a), ("partition_ovf", b)):
+                series[m][0].append(100 * h["mean"])
+                series[m][1].append(100 * h["ci95"])
+            lines.append(f"| {model} | {s:g} | {len(a['accuracies'])} | {_cell(cell['partition']['unretrained'])} | "
+                         f"{_cell(a)} | {_cell(b)} | {_delta(diff)} |")
+        if plotted:
+            plot_sweep(plotted, series, out / f"{model}-accuracy.png", "σ_d",
+                       "accuracy over chips (%)", f"{model}: faulty chips written with variation σ_d")
+    return "\n".join(lines) + (
+        "\n\nCells: mean accuracy % over chips ± 95 % CI (recovery P = mean / teacher accuracy). Each chip has "
+        "the multi-fault 25.03 % fault map; its student is retrained knowing the faults, not the variation, then "
+        "written with programming variation σ_d (one draw per chip, the same draw for both students). The last "
+        "column is the per-chip difference, mean ± 95 % CI (Student t over chips).\n")

@@ -321,7 +321,8 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
               f"Command: `{command}` ({len(runs)} runs; this call {wall:.0f} s; per-run configs with seeds in "
               f"`runs/*/config.toml`" + (f" and, for the ideal-array runs, `{ideal_root}/runs/*/config.toml`"
                                           if ir_drop else "") + ").\n\n")
-    shown = {r.keys["model"] for r in runs if "role" not in r.keys}
+    # A network is shown when this folder has its runs (not only the ideal folder, under --ir-drop).
+    shown = {r.keys["model"] for r in runs if "role" not in r.keys and not r.compare_only and (r.home or out) == out}
     missing = [m for m in PAPER_MODELS[name] if m not in shown]
     if missing and not quick:
         table += (f"\nNot run here: {', '.join(missing)} (CPU time: a 2-core machine, no accelerator lent; "

@@ -346,6 +346,9 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
             "seconds": seconds, "history": result.history,
         }
         write_json(done_path, done)
+        # The chip is recorded and its student saved: its checkpoint (optimizer and chip state,
+        # ~50 MB for a LeNet chip) would only fill the disk.
+        (out / "checkpoints" / f"chip-{chip}.pt").unlink(missing_ok=True)
     chips = [str(exp.train.chip_seed + k) for k in range(exp.run.chips)]
     retrained = [done[c]["retrained"] for c in chips]
     unretrained = [done[c]["unretrained"] for c in chips]

@@ -50,6 +50,7 @@ def test_onchip_retraining_and_evaluate(teacher_run, tiny_mnist, tmp_path):
     assert m["hardware"]["n_chips"] == 2 and m["unretrained"]["n_chips"] == 2
     assert m["hardware"]["mean"] >= m["unretrained"]["mean"]
     assert sorted(p.name for p in (out / "students").iterdir()) == ["chip-0.pt", "chip-1.pt"]
+    assert not list((out / "checkpoints").glob("chip-*.pt"))  # a finished chip's checkpoint is dropped
     # Same command again: both chips are done, nothing is retrained, metrics identical.
     again = invoke("train", "--out", out, "--data-dir", tiny_mnist, "--method", "masked", "--teacher", teacher_run,
                    "--chips", 2, "--set", "hardware.p_sa1=0.09", "--set", "hardware.p_tf=0.14")

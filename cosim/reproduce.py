@@ -79,7 +79,7 @@ PAPER_MODELS = {
     ExperimentName.PARTITION_OVF: ("lenet5",),
 }
 """The networks each source experiment reports; a table names those it has no rows for."""
-QUICK = Budget(("lenet5",), 1, 1, 1000, 1000, 300, 2, 4, (0.0, 0.3), ratios=(10.0,))
+QUICK = Budget(("lenet5",), 1, 1, 1000, 1000, 300, 2, 2, (0.0, 0.3), ratios=(10.0,))
 
 
 IR_DROP_RATIO_RANGE = (10.0, 1000.0)
@@ -153,12 +153,13 @@ def _plan_on_chip(name: ExperimentName, b: Budget, data_dir: str, ir_drop: bool,
     return runs
 
 
-def _ir_twin(run: RunPlan, root: Path, source: Path, eval_chips: int) -> RunPlan:
-    """The IR-drop evaluation of ``run``'s trained model (``source``), in ``root``."""
+def _ir_twin(run: RunPlan, root: Path, source: Path, eval_chips: int, name: str = "") -> RunPlan:
+    """The IR-drop evaluation of ``run``'s trained model (``source``), in ``root``, named
+    ``name`` (default ``<run>-irdrop``; runs of one model on one hardware share one name)."""
     sections = {"run": run.sections["run"] | {"eval_chips": eval_chips, "pretrained": str(source),
                                               "beta_search": False},
                 "train": run.sections["train"], "hardware": run.sections["hardware"] | IR_DROP}
-    return RunPlan(f"{run.name}-irdrop", sections, run.keys | {"array": "irdrop"}, root)
+    return RunPlan(name or f"{run.name}-irdrop", sections, run.keys | {"array": "irdrop"}, root)
 
 
 def _plan_paper002(b: Budget, data_dir: str, ir_drop: bool, root: Path, home: Path) -> list[RunPlan]:
@@ -171,15 +172,16 @@ def _plan_paper002(b: Budget, data_dir: str, ir_drop: bool, root: Path, home: Pa
             for method in ("vanilla", "gni", "ovf"):
                 train = {"method": method, "epochs": b.teacher_epochs, "sigma_d": sigma}
                 run = _base(model, b, data_dir) | {"eval_chips": b.eval_chips, "beta_search": method == "ovf"}
-                source = f"{model}-sigma{sigma:g}-{method}"
+                source, twin = f"{model}-sigma{sigma:g}-{method}", ""
                 if method == "vanilla" or sigma == 0:  # no noise to inject: the vanilla model itself
                     train, run = {"epochs": b.teacher_epochs}, run | {"pretrained": str(home / "runs" / vanilla)}
-                    source = vanilla
+                    # At σ_d = 0 the three columns are one model on one hardware: one IR-drop evaluation.
+                    source, twin = vanilla, f"{model}-sigma{sigma:g}-vanilla-irdrop"
                 runs.append(RunPlan(f"{model}-sigma{sigma:g}-{method}", {
                     "run": run, "train": train, "hardware": {"prog_sigma": sigma}},
                     {"model": model, "sigma": sigma, "method": method}, home))
                 if ir_drop:
-                    runs.append(_ir_twin(runs[-1], root, home / "runs" / source, b.eval_chips))
+                    runs.append(_ir_twin(runs[-1], root, home / "runs" / source, b.eval_chips, twin))
     return runs
 
 

@@ -5,6 +5,10 @@ An experiment expands into named runs (each an :class:`cosim.experiment.Experime
 gathers their ``metrics.json`` into ``<out>/table.md``, ``<out>/summary.json`` and PNG plots.
 ``quick`` shrinks every budget (data, epochs, chips) so a whole experiment takes minutes;
 ``ir_drop`` evaluates on the calibrated surrogate array model (64×64 tiles, 2.5 Ω wires).
+With ``ir_drop``, the models of papers 001/002 are trained (or found finished) in the ideal
+experiment's folder and evaluated there and on the surrogate; paper 000's students are retrained
+through the ideal array. Every IR-drop table pairs its numbers with their ideal-array twins chip
+by chip (:mod:`cosim.tables`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-
 
 from cosim.errors import SpecError
 from cosim.experiment import Experiment, train_run

@@ -77,9 +77,8 @@ def table_paper000(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
                          + " |")
             d = {m: paired(twins[(model, mapping, m)]["hardware"], row[m]["hardware"]) for m in row
                  if (model, mapping, m) in twins}
-            if d:
-                n = min(min(len(row[m]["hardware"]["accuracies"]), len(twins[(model, mapping, m)]["hardware"]["accuracies"]))
-                        for m in d)
+            if any(d.values()):
+                n = min(x.n_chips for x in d.values() if x)
                 deltas.append(f"| {model} | {mapping} | {n} | " + " | ".join(_delta(d.get(m)) for m in
                                                                             ("masked", "kd", "partition")) + " |")
     text = "\n".join(lines) + "\n\nCells: mean accuracy % over chips ± 95 % CI (recovery P = mean / teacher accuracy).\n"

@@ -139,17 +139,25 @@ def _plan_on_chip(name: ExperimentName, b: Budget, data_dir: str, ir_drop: bool,
                         "run": dict(run), "train": {"method": method, "epochs": b.retrain_epochs, "sigma_d": sigma},
                         "hardware": {**faults, "prog_sigma": sigma, **hw_extra}},
                         {"model": model, "sigma": sigma, "method": method}))
+                    if ir_drop:
+                        runs.append(_ideal_twin(runs[-1], ideal_root))
             continue
         # The one-cell preset has no conductances, so no circuit: IR-drop tables use the physical one.
         for mapping in ("differential_slices",) if ir_drop else ("one_cell", "differential_slices"):
             for method in ("masked", "kd", "partition"):
-                keys = {"model": model, "mapping": mapping, "method": method}
                 runs.append(RunPlan(f"{model}-{mapping}-{method}", {
                     "run": dict(run), "train": {"method": method, "epochs": b.retrain_epochs},
-                    "hardware": {"mapping": mapping, **faults, **hw_extra}}, keys))
-                if ir_drop:  # the same students on the ideal array, if the ideal table has them
-                    runs.append(RunPlan(runs[-1].name, {}, keys | {"array": "ideal"}, ideal_root, compare_only=True))
+                    "hardware": {"mapping": mapping, **faults, **hw_extra}},
+                    {"model": model, "mapping": mapping, "method": method}))
+                if ir_drop:
+                    runs.append(_ideal_twin(runs[-1], ideal_root))
     return runs
+
+
+def _ideal_twin(run: RunPlan, ideal_root: Path) -> RunPlan:
+    """The ideal-array run of ``run``'s students in ``ideal_root`` (on-chip students retrain
+    through the ideal array, so they are the same): read into the table when present, never run."""
+    return RunPlan(run.name, {}, run.keys | {"array": "ideal"}, ideal_root, compare_only=True)
 
 
 def _ir_twin(run: RunPlan, root: Path, source: Path, eval_chips: int, name: str = "") -> RunPlan:
@@ -320,7 +328,8 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
         path = (r.home or out) / "runs" / r.name / "metrics.json"
         if path.exists():
             metrics[run_key(r)] = json.loads(path.read_text())
-    runs = [r for r in every if run_key(r) in metrics]
+    mine = {r.name for r in every if run_key(r) in metrics and not r.compare_only}
+    runs = [r for r in every if run_key(r) in metrics and (not r.compare_only or r.name in mine)]  # twins of mine
     table = TABLES[name](runs, metrics, out)
     command = (f"cosim reproduce {name.value}" + (" --quick" if quick else "") + (" --ir-drop" if ir_drop else "")
                + (f" --data-dir {data_dir}" if data_dir else "") + overrides.flags()

@@ -52,6 +52,25 @@ def _delta(d: MonteCarloStats | None) -> str:
     return "—" if d is None else f"{100 * d.mean:+.2f} ± {100 * d.ci95:.2f}"
 
 
+def _delta_row(prefix: str, twins: dict, key: tuple, cell: dict, methods: tuple[str, ...]) -> list[str]:
+    """The Δ-table row of one table row: ``prefix`` (its leading cells), the chips paired and, per
+    method, the IR-drop run (``cell[method]``) − its ideal twin (``twins[key + (method,)]``);
+    no row when no method has a twin."""
+    d = {m: paired(twins[key + (m,)]["hardware"], cell[m]["hardware"]) for m in cell if key + (m,) in twins}
+    if not any(d.values()):
+        return []
+    n = min(x.n_chips for x in d.values() if x)
+    return [f"| {prefix} | {n} | " + " | ".join(_delta(d.get(m)) for m in methods) + " |"]
+
+
+def _twins_section(deltas: list[str]) -> str:
+    """The on-chip students' Δ table (header lines + rows), or "" when it has no rows."""
+    if len(deltas) <= 2:
+        return ""
+    return ("\nThe same students on the ideal array (the ideal table's runs), paired per chip:\n\n"
+            + "\n".join(deltas) + "\n\n" + PAIRED_NOTE.strip() + "\n")
+
+
 def _is(r: "RunPlan", array: str | None) -> bool:
     return r.keys.get("array") == array and "role" not in r.keys
 
@@ -75,17 +94,9 @@ def table_paper000(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
                          f"{_cell(any_run['unretrained'])} | "
                          + " | ".join(_cell(row[m]["hardware"]) if m in row else "—" for m in ("masked", "kd", "partition"))
                          + " |")
-            d = {m: paired(twins[(model, mapping, m)]["hardware"], row[m]["hardware"]) for m in row
-                 if (model, mapping, m) in twins}
-            if any(d.values()):
-                n = min(x.n_chips for x in d.values() if x)
-                deltas.append(f"| {model} | {mapping} | {n} | " + " | ".join(_delta(d.get(m)) for m in
-                                                                            ("masked", "kd", "partition")) + " |")
-    text = "\n".join(lines) + "\n\nCells: mean accuracy % over chips ± 95 % CI (recovery P = mean / teacher accuracy).\n"
-    if len(deltas) > 2:
-        text += ("\nThe same students on the ideal array (the ideal table's runs), paired per chip:\n\n"
-                 + "\n".join(deltas) + "\n\n" + PAIRED_NOTE.strip() + "\n")
-    return text
+            deltas += _delta_row(f"{model} | {mapping}", twins, (model, mapping), row, ("masked", "kd", "partition"))
+    return ("\n".join(lines) + "\n\nCells: mean accuracy % over chips ± 95 % CI (recovery P = mean / teacher "
+            "accuracy).\n" + _twins_section(deltas))
 
 
 def table_paper002(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
@@ -168,10 +179,13 @@ def table_paper001(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
 
 def table_partition_ovf(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
     """Partition retraining with and without OVF-style training on faulty chips written with
-    variation σ_d; the per-chip paired difference."""
+    variation σ_d; the per-chip paired difference (and, with IR drop, each student against its
+    ideal-array twin)."""
     lines = ["| model | σ_d | chips | unretrained | partition | partition + OVF | OVF − partition, paired |",
              "|---|---|---|---|---|---|---|"]
-    runs = [r for r in runs if "role" not in r.keys]
+    deltas = ["| model | σ_d | chips paired | partition Δ | partition + OVF Δ |", "|---|---|---|---|---|"]
+    twins = {(r.keys["model"], r.keys["sigma"], r.keys["method"]): metrics[run_key(r)] for r in runs if _is(r, "ideal")}
+    runs = [r for r in runs if _is(r, None)]
     for model in dict.fromkeys(r.keys["model"] for r in runs):
         sig = sorted({r.keys["sigma"] for r in runs if r.keys["model"] == model})
         series: dict = {m: ([], []) for m in ("unretrained", "partition", "partition_ovf")}
@@ -190,6 +204,7 @@ def table_partition_ovf(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
                 series[m][1].append(100 * h["ci95"])
             lines.append(f"| {model} | {s:g} | {len(a['accuracies'])} | {_cell(cell['partition']['unretrained'])} | "
                          f"{_cell(a)} | {_cell(b)} | {_delta(diff)} |")
+            deltas += _delta_row(f"{model} | {s:g}", twins, (model, s), cell, ("partition", "partition_ovf"))
         if plotted:
             plot_sweep(plotted, series, out / f"{model}-accuracy.png", "σ_d",
                        "accuracy over chips (%)", f"{model}: faulty chips written with variation σ_d")
@@ -197,4 +212,4 @@ def table_partition_ovf(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
         "\n\nCells: mean accuracy % over chips ± 95 % CI (recovery P = mean / teacher accuracy). Each chip has "
         "the multi-fault 25.03 % fault map; its student is retrained knowing the faults, not the variation, then "
         "written with programming variation σ_d (one draw per chip, the same draw for both students). The last "
-        "column is the per-chip difference, mean ± 95 % CI (Student t over chips).\n")
+        "column is the per-chip difference, mean ± 95 % CI (Student t over chips).\n") + _twins_section(deltas)

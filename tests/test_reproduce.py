@@ -150,3 +150,30 @@ def test_ir_drop_plans_stay_inside_the_calibrated_range_and_point_at_the_ideal_m
         assert r.sections["run"]["pretrained"] == source.sections["run"]["pretrained"]
         assert r.sections["run"]["pretrained"].startswith("ideal/runs/lenet5-train-")
     assert not any(r.keys.get("sigma") == 0 for r in runs if "sigma" in r.keys)
+
+
+def test_quick_ir_drop_partition_ovf_pairs_the_ideal_students(tiny_mnist, tmp_path):
+    """partition-ovf's students, too, retrain through the ideal array; its IR-drop table gets a Δ
+    part pairing each student's chip with the ideal table's, and lists no twin without an IR run."""
+    ideal, out = tmp_path / "ideal", tmp_path / "irdrop"
+    args = ["reproduce", "partition-ovf", "--quick", "--data-dir", str(tiny_mnist)]
+    assert runner.invoke(app, args + ["--out", str(ideal)]).exit_code == 0
+    res = runner.invoke(app, args + ["--ir-drop", "--out", str(out), "--ideal-out", str(ideal)])
+    assert res.exit_code == 0, res.output
+    run = "lenet5-sigma0.3-partition_ovf"
+    a, b = (torch.load(d / "runs" / run / "students" / "chip-1.pt", weights_only=True)["state_dict"] for d in (ideal, out))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    table = (out / "table.md").read_text()
+    body = [line for line in table.split("paired per chip")[1].splitlines() if line.startswith("| lenet5")]
+    deltas = []
+    for method in ("partition", "partition_ovf"):
+        mine, twin = (json.loads((d / "runs" / f"lenet5-sigma0.3-{method}" / "metrics.json").read_text())["hardware"]
+                      for d in (out, ideal))
+        assert mine["n_chips"] == twin["n_chips"] == 2
+        deltas.append(100 * sum(y - x for x, y in zip(twin["accuracies"], mine["accuracies"])) / 2)
+    cells = [c.strip() for c in body[0].split("|")[1:-1]]
+    assert len(body) == 1 and cells[:3] == ["lenet5", "0.3", "2"]
+    assert cells[3].startswith(f"{deltas[0]:+.2f} ±") and cells[4].startswith(f"{deltas[1]:+.2f} ±")
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(k for k in summary["runs"] if k.endswith("@ideal")) == [
+        "lenet5-sigma0.3-partition@ideal", "lenet5-sigma0.3-partition_ovf@ideal"]

@@ -72,8 +72,14 @@ def test_quick_ir_drop_table_evaluates_on_the_calibrated_surrogate(tiny_mnist, t
     ideal, out = tmp_path / "ideal", tmp_path / "irdrop"
     args = ["reproduce", "paper000-table3", "--quick", "--data-dir", str(tiny_mnist)]
     assert runner.invoke(app, args + ["--out", str(ideal)]).exit_code == 0
+    # An ideal run of a network this IR-drop folder does not run: not its twin, not in its summary.
+    other = ideal / "runs" / "mlp-differential_slices-kd"
+    other.mkdir()
+    (other / "metrics.json").write_bytes((ideal / "runs" / "lenet5-differential_slices-kd" / "metrics.json").read_bytes())
     res = runner.invoke(app, args + ["--ir-drop", "--out", str(out), "--ideal-out", str(ideal)])
     assert res.exit_code == 0, res.output
+    assert sorted(k for k in json.loads((out / "summary.json").read_text())["runs"] if k.endswith("@ideal")) == [
+        f"lenet5-differential_slices-{m}@ideal" for m in ("kd", "masked", "partition")]
     table = (out / "table.md").read_text()
     body = [line for line in table.splitlines() if line.startswith("| lenet5")]
     assert len(body) == 2 and "| differential_slices |" in body[0]  # no circuit for the one-cell preset
@@ -154,7 +160,7 @@ def test_ir_drop_plans_stay_inside_the_calibrated_range_and_point_at_the_ideal_m
 
 def test_quick_ir_drop_partition_ovf_pairs_the_ideal_students(tiny_mnist, tmp_path):
     """partition-ovf's students, too, retrain through the ideal array; its IR-drop table gets a Δ
-    part pairing each student's chip with the ideal table's, and lists no twin without an IR run."""
+    part pairing each student's chip with the ideal table's."""
     ideal, out = tmp_path / "ideal", tmp_path / "irdrop"
     args = ["reproduce", "partition-ovf", "--quick", "--data-dir", str(tiny_mnist)]
     assert runner.invoke(app, args + ["--out", str(ideal)]).exit_code == 0

@@ -30,7 +30,7 @@ from cosim.data import DatasetName, ImageData, Split, load_dataset
 from cosim.errors import SpecError
 from cosim.eval import digital_accuracy, evaluate, summarise
 from cosim.fileio import atomic_path, write_json, write_text
-from cosim.layers import ArrayModel, HardwareConfig, unconvert
+from cosim.layers import HardwareConfig, unconvert
 from cosim.models import ModelName, build_model
 from cosim.plots import plot_accuracy_histogram, plot_loss
 from cosim.report import NullReporter, Reporter
@@ -93,6 +93,12 @@ class RunConfig:
     """On-chip methods: retrain through the ideal array model (the chip's faults and variation
     kept) and evaluate on ``[hardware]``'s array model — how circuit-level effects the retraining
     never saw change the result (and much faster than training through the surrogate)."""
+    students_from: str = ""
+    """On-chip methods: a run directory whose students were retrained exactly as this run's are
+    (same model, data, ``[train]``, teacher weights and retraining hardware; it may differ in what
+    the students are evaluated on, e.g. the IR-drop twin's ideal array, and in its chip count). A
+    chip whose student is saved and recorded there is loaded instead of retrained; the others are
+    retrained. A directory retrained otherwise is refused. "" = retrain every chip."""
     beta_search: bool = False
     """OVF: pick β from {1e-1, 1e-2, 1e-3, 1e-4} by Monte Carlo accuracy on a validation split (the
     last 10 % of the training images, held out of the search's training), then train on everything."""
@@ -246,8 +252,9 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
     config_path = out / "config.toml"
     if config_path.exists():
         # The number of retrained chips may grow (or shrink) between calls: finished chips are kept.
+        # Where students are loaded from never changes them (see _student_source).
         old = Experiment.from_sections(read_toml(config_path))
-        if replace(old, run=replace(old.run, chips=exp.run.chips)) != exp:
+        if replace(old, run=replace(old.run, chips=exp.run.chips, students_from=exp.run.students_from)) != exp:
             raise SpecError(f"{out} holds a run with another configuration; choose a new --out or delete it.")
         if old == exp and (out / "metrics.json").exists():  # finished with this very configuration
             return _read_json(out / "metrics.json")
@@ -322,29 +329,36 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
                     out: Path, reporter: Reporter) -> dict:
     """Retrain one faulty student per chip; accuracy of each on its own chip, beside the unretrained one."""
     teacher_acc = digital_accuracy(teacher, test_data)
-    # Retraining knows the chip's fault map, not the programming variation of the write that
-    # follows it (a fresh draw per write): students train without it and meet it on their chip.
-    train_hw = replace(exp.hw, prog_sigma=0.0)
-    if exp.run.train_on_ideal_array:
-        train_hw = replace(train_hw, array_model=ArrayModel.IDEAL)
+    train_hw = _retraining_hardware(exp)
+    shape = tuple(train_data.images.shape[1:])
+    source = _student_source(exp, teacher, shape, train_data.classes)
+    source_done = _read_json(source / "chips.json") if source else {}
     done_path = out / "chips.json"
     done: dict = _read_json(done_path) if done_path.exists() else {}
     for k in range(exp.run.chips):
         chip = exp.train.chip_seed + k
         if str(chip) in done:
             continue
-        cfg = replace(exp.train, chip_seed=chip)
-        t0 = time.perf_counter()
-        result = fit(build_model(exp.run.model, tuple(train_data.images.shape[1:]), train_data.classes), train_data,
-                     cfg, train_hw, teacher=teacher, checkpoint=out / "checkpoints" / f"chip-{chip}.pt", reporter=reporter)
-        seconds = time.perf_counter() - t0
-        save_model(out / "students" / f"chip-{chip}.pt", result.model, exp.run.model, {"chip_seed": chip})
-        student = result.model if train_hw == exp.hw else faulty_student(unconvert(result.model), exp.hw, chip)
+        record = source_done.get(str(chip)) if source and (source / "students" / f"chip-{chip}.pt").exists() else None
+        if record:
+            model = load_model(source / "students" / f"chip-{chip}.pt", exp.run.model, shape,
+                               train_data.classes).to(train_data.images.device)
+            seconds, history = record["seconds"], record["history"]
+        else:
+            t0 = time.perf_counter()
+            result = fit(build_model(exp.run.model, shape, train_data.classes), train_data,
+                         replace(exp.train, chip_seed=chip), train_hw, teacher=teacher,
+                         checkpoint=out / "checkpoints" / f"chip-{chip}.pt", reporter=reporter)
+            seconds, history = time.perf_counter() - t0, result.history
+            model = result.model
+        save_model(out / "students" / f"chip-{chip}.pt", model, exp.run.model, {"chip_seed": chip})
+        # A trained student holds its own chip; a loaded one (digital weights) is put on it.
+        student = model if train_hw == exp.hw and not record else faulty_student(unconvert(model), exp.hw, chip)
         done[str(chip)] = {
             "retrained": digital_accuracy(student, test_data),
             "unretrained": digital_accuracy(faulty_student(teacher, exp.hw, chip), test_data),
-            "seconds": seconds, "history": result.history,
-        }
+            "seconds": seconds, "history": history,
+        } | ({"student_from": str(source)} if record else {})
         write_json(done_path, done)
         # The chip is recorded and its student saved: its checkpoint (optimizer and chip state,
         # ~50 MB for a LeNet chip) would only fill the disk.
@@ -359,6 +373,39 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
     plot_loss(done[chips[0]]["history"], out / "loss.png", f"chip {chips[0]} · {exp.train.method.value}")
     return {"teacher_accuracy": teacher_acc, "hardware": stats.to_dict(), "unretrained": before.to_dict(),
             "seconds_per_chip": sum(done[c]["seconds"] for c in chips) / len(chips)}
+
+
+def _retraining_hardware(exp: Experiment) -> HardwareConfig:
+    """The hardware on-chip students retrain through. Retraining knows the chip's fault map, not
+    the programming variation of the write that follows it (a fresh draw per write): students train
+    without it and meet it on their chip. With ``train_on_ideal_array``, the ideal array."""
+    hw = replace(exp.hw, prog_sigma=0.0)
+    return hw.on_ideal_array() if exp.run.train_on_ideal_array else hw
+
+
+def _retraining(exp: Experiment) -> tuple:
+    """Everything that shapes an on-chip run's students but the teacher's weights."""
+    run = exp.run
+    return (run.model, run.dataset, run.data_dir, run.train_limit, run.init_seed, exp.train,
+            _retraining_hardware(exp))
+
+
+def _student_source(exp: Experiment, teacher: nn.Module, shape: tuple, classes: int) -> Path | None:
+    """``run.students_from`` once checked to hold students retrained as ``exp``'s are; None when
+    unset or not (yet) a run. A directory retrained otherwise is refused."""
+    source = Path(exp.run.students_from)
+    if not exp.run.students_from or not (source / "chips.json").exists():
+        return None
+    theirs = Experiment.from_sections(read_toml(source / "config.toml"))
+    same = theirs.train.method.on_chip and _retraining(theirs) == _retraining(exp)
+    if same:
+        other = load_model(Path(theirs.run.teacher), theirs.run.model, shape, classes)
+        same = all(torch.equal(a, b.cpu()) for a, b in zip(other.state_dict().values(),
+                                                           teacher.state_dict().values(), strict=True))
+    if not same:
+        raise SpecError(f"run.students_from {source} holds students retrained otherwise (another model, data, "
+                        "[train], retraining hardware or teacher); delete it or point students_from elsewhere.")
+    return source
 
 
 def _read_json(path: Path) -> dict:

@@ -135,8 +135,10 @@ def _plan_on_chip(name: ExperimentName, b: Budget, data_dir: str, ir_drop: bool,
         if name is ExperimentName.PARTITION_OVF:
             for sigma in (s for s in b.sigmas if s > 0):
                 for method in ("partition", "partition_ovf"):
-                    runs.append(RunPlan(f"{model}-sigma{sigma:g}-{method}", {
-                        "run": dict(run), "train": {"method": method, "epochs": b.retrain_epochs, "sigma_d": sigma},
+                    run_name = f"{model}-sigma{sigma:g}-{method}"
+                    runs.append(RunPlan(run_name, {
+                        "run": run | _students_from(ir_drop, ideal_root, run_name),
+                        "train": {"method": method, "epochs": b.retrain_epochs, "sigma_d": sigma},
                         "hardware": {**faults, "prog_sigma": sigma, **hw_extra}},
                         {"model": model, "sigma": sigma, "method": method}))
                     if ir_drop:
@@ -145,13 +147,21 @@ def _plan_on_chip(name: ExperimentName, b: Budget, data_dir: str, ir_drop: bool,
         # The one-cell preset has no conductances, so no circuit: IR-drop tables use the physical one.
         for mapping in ("differential_slices",) if ir_drop else ("one_cell", "differential_slices"):
             for method in ("masked", "kd", "partition"):
-                runs.append(RunPlan(f"{model}-{mapping}-{method}", {
-                    "run": dict(run), "train": {"method": method, "epochs": b.retrain_epochs},
+                run_name = f"{model}-{mapping}-{method}"
+                runs.append(RunPlan(run_name, {
+                    "run": run | _students_from(ir_drop, ideal_root, run_name),
+                    "train": {"method": method, "epochs": b.retrain_epochs},
                     "hardware": {"mapping": mapping, **faults, **hw_extra}},
                     {"model": model, "mapping": mapping, "method": method}))
                 if ir_drop:
                     runs.append(_ideal_twin(runs[-1], ideal_root))
     return runs
+
+
+def _students_from(ir_drop: bool, ideal_root: Path, name: str) -> dict:
+    """With IR drop, students retrain through the ideal array, so the ideal twin's students (when
+    that run is on disk) are the same: they are loaded, not retrained."""
+    return {"students_from": str(ideal_root / "runs" / name)} if ir_drop else {}
 
 
 def _ideal_twin(run: RunPlan, ideal_root: Path) -> RunPlan:

@@ -94,6 +94,47 @@ def test_students_retrain_without_programming_variation_and_meet_it_on_their_chi
     assert on_chip < json.loads((runs[0.0] / "chips.json").read_text())["0"]["retrained"]  # σ 2 wrecks the chip
 
 
+def test_students_from_loads_the_same_students_instead_of_retraining(teacher_run, tiny_mnist, tmp_path, monkeypatch):
+    """An IR-drop run retrains through the ideal array, so its students are the ideal run's, bit
+    for bit; with run.students_from it loads them (no retraining) and scores them the same."""
+    import torch
+
+    import cosim.experiment
+
+    common = ["--data-dir", tiny_mnist, "--method", "masked", "--teacher", teacher_run, "--set",
+              "hardware.mapping=differential_slices", "--set", "hardware.p_sa1=0.09", "--set", "run.train_limit=300"]
+    ir = common + ["--set", "hardware.array_model=surrogate", "--set", "hardware.surrogate_model=device_models/default.h5",
+                   "--set", "run.train_on_ideal_array=true"]
+    ideal, retrained, loaded = tmp_path / "ideal", tmp_path / "retrained", tmp_path / "loaded"
+    assert invoke("train", "--out", ideal, "--chips", 1, *common).exit_code == 0
+    res = invoke("train", "--out", retrained, "--chips", 1, *ir)
+    assert res.exit_code == 0, res.output
+    a, b = (torch.load(d / "students" / "chip-0.pt", weights_only=True)["state_dict"] for d in (ideal, retrained))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    fitted = []
+    real_fit = cosim.experiment.fit
+    monkeypatch.setattr(cosim.experiment, "fit", lambda *a, **k: fitted.append(k["checkpoint"].name) or real_fit(*a, **k))
+    res = invoke("train", "--out", loaded, "--chips", 1, *ir, "--set", f"run.students_from={ideal}")
+    assert res.exit_code == 0, res.output
+    mine, theirs = (json.loads((d / "chips.json").read_text())["0"] for d in (loaded, retrained))
+    assert not fitted and mine["student_from"] == str(ideal) and mine["retrained"] == theirs["retrained"]
+    # Pointing an existing run at a student source is no change of configuration.
+    res = invoke("train", "--out", retrained, "--chips", 1, *ir, "--set", f"run.students_from={ideal}")
+    assert res.exit_code == 0, res.output
+    # On the ideal array: programming variation plays no part in retraining, so that run's students
+    # are the same too; chips the source lacks are retrained.
+    res = invoke("train", "--out", tmp_path / "varied", "--chips", 2, *common, "--set", "hardware.prog_sigma=0.3",
+                 "--set", f"run.students_from={ideal}")
+    assert res.exit_code == 0, res.output
+    assert fitted == ["chip-1.pt"]
+    # Students retrained otherwise (another budget) are refused, with nothing retrained.
+    res = invoke("train", "--out", tmp_path / "other", "--chips", 2, *ir, "--set", f"run.students_from={ideal}",
+                 "--set", "train.epochs=2")
+    assert res.exit_code == 1 and "holds students retrained otherwise" in res.output
+    assert fitted == ["chip-1.pt"]
+
+
 @pytest.mark.parametrize(
     "extra, fragment",
     [

@@ -67,8 +67,8 @@ def test_overrides_reach_every_run_and_the_command():
 
 
 def test_quick_ir_drop_table_evaluates_on_the_calibrated_surrogate(tiny_mnist, tmp_path):
-    """On-chip students retrain on the ideal array whatever --ir-drop says, so the IR-drop table's
-    students are the ideal table's, bit for bit; its Δ table pairs the two tables' chips."""
+    """On-chip students retrain on the ideal array whatever --ir-drop says, so the IR-drop table
+    loads the ideal table's students instead of retraining them; its Δ table pairs the two tables' chips."""
     ideal, out = tmp_path / "ideal", tmp_path / "irdrop"
     args = ["reproduce", "paper000-table3", "--quick", "--data-dir", str(tiny_mnist)]
     assert runner.invoke(app, args + ["--out", str(ideal)]).exit_code == 0
@@ -86,6 +86,8 @@ def test_quick_ir_drop_table_evaluates_on_the_calibrated_surrogate(tiny_mnist, t
     run = "lenet5-differential_slices-partition"
     config = (out / "runs" / run / "config.toml").read_text()
     assert 'array_model = "surrogate"' in config and "train_on_ideal_array = true" in config
+    chips = json.loads((out / "runs" / run / "chips.json").read_text())
+    assert [chips[c]["student_from"] for c in ("0", "1")] == [str(ideal / "runs" / run)] * 2
     for chip in (0, 1):
         a, b = (torch.load(d / "runs" / run / "students" / f"chip-{chip}.pt", weights_only=True)["state_dict"]
                 for d in (ideal, out))
@@ -159,14 +161,15 @@ def test_ir_drop_plans_stay_inside_the_calibrated_range_and_point_at_the_ideal_m
 
 
 def test_quick_ir_drop_partition_ovf_pairs_the_ideal_students(tiny_mnist, tmp_path):
-    """partition-ovf's students, too, retrain through the ideal array; its IR-drop table gets a Δ
-    part pairing each student's chip with the ideal table's."""
+    """partition-ovf's students, too, retrain through the ideal array (so the ideal table's are
+    loaded); its IR-drop table gets a Δ part pairing each student's chip with the ideal table's."""
     ideal, out = tmp_path / "ideal", tmp_path / "irdrop"
     args = ["reproduce", "partition-ovf", "--quick", "--data-dir", str(tiny_mnist)]
     assert runner.invoke(app, args + ["--out", str(ideal)]).exit_code == 0
     res = runner.invoke(app, args + ["--ir-drop", "--out", str(out), "--ideal-out", str(ideal)])
     assert res.exit_code == 0, res.output
     run = "lenet5-sigma0.3-partition_ovf"
+    assert json.loads((out / "runs" / run / "chips.json").read_text())["1"]["student_from"] == str(ideal / "runs" / run)
     a, b = (torch.load(d / "runs" / run / "students" / "chip-1.pt", weights_only=True)["state_dict"] for d in (ideal, out))
     assert all(torch.equal(a[k], b[k]) for k in a)
     table = (out / "table.md").read_text()

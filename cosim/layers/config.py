@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -143,6 +143,14 @@ class HardwareConfig:
             model = read_model(Path(self.surrogate_model))
             check_calibrated_range(model.campaign, self)
             object.__setattr__(self, "surrogate", model)
+
+    def on_ideal_array(self) -> "HardwareConfig":
+        """This chip on the ideal array: the circuit's own parameters (surrogate file, wire, driver
+        and sense resistances), which the ideal array never reads, reset to their defaults, so two
+        configurations that differ only in their circuit compare equal."""
+        circuit = ("surrogate_model", "strict_range", "r_wire_row_ohm", "r_wire_col_ohm", "r_driver_ohm", "r_sense_ohm")
+        defaults = {f.name: f.default for f in fields(self) if f.name in circuit}
+        return replace(self, array_model=ArrayModel.IDEAL, **defaults)
 
     @property
     def slices(self) -> int:

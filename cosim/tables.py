@@ -142,18 +142,22 @@ def table_paper002(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
     return text
 
 
-def _plot(series: dict, path: Path, ylabel: str, title: str) -> None:
+_FORMATS = {"static_fixed_point": "static FP", "dynamic_fixed_point": "DFP"}
+
+
+def _plot(series: dict, path: Path, ylabel: str, title: str, xlabel: str = "σ_d") -> None:
     """``series[label] = (x, y, ci)``; each series keeps its own x (a σ missing from one is skipped)."""
     by_x: dict = {}
     for label, (x, y, ci) in series.items():
         by_x.setdefault(tuple(x), {})[label] = (y, ci)
     xs = max(by_x, key=len)  # series over fewer σ would shift: plot those that cover the full sweep
-    plot_sweep(list(xs), by_x[xs], path, "σ_d", ylabel, title)
+    plot_sweep(list(xs), by_x[xs], path, xlabel, ylabel, title)
 
 
 def table_paper001(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
     """Paper 001: accuracy of vanilla/DVA models under static fixed point and DFP, against the
-    on/off ratio and σ (and, with IR drop, ideal → IR drop per cell)."""
+    on/off ratio and σ (and, with IR drop, ideal → IR drop per cell); one plot of accuracy
+    against σ per model and on/off ratio."""
     combos = [("vanilla", "static_fixed_point"), ("vanilla", "dynamic_fixed_point"), ("dva", "static_fixed_point"),
               ("dva", "dynamic_fixed_point")]
     lines = ["| model | on/off | σ | vanilla, static FP | vanilla, DFP | DVA, static FP | DVA, DFP |", "|---|---|---|---|---|---|---|"]
@@ -161,13 +165,23 @@ def table_paper001(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
     ideal = [r for r in runs if _is(r, None)]
     ir = {(r.keys["model"], r.keys["ratio"], r.keys["sigma"], r.keys["method"], r.keys["format"]):
           metrics[run_key(r)]["hardware"] for r in runs if _is(r, "irdrop")}
+    series: dict = {}
     for k in dict.fromkeys((r.keys["model"], r.keys["ratio"], r.keys["sigma"]) for r in ideal):
         cell = {(q.keys["method"], q.keys["format"]): metrics[run_key(q)]["hardware"] for q in ideal
                 if (q.keys["model"], q.keys["ratio"], q.keys["sigma"]) == k}
+        for label, source in (("", cell), (", IR drop", {c: ir[k + c] for c in combos if k + c in ir})):
+            for (method, fmt), h in source.items():
+                x, y, ci = series.setdefault(k[:2], {}).setdefault(f"{method}, {_FORMATS[fmt]}{label}", ([], [], []))
+                x.append(k[2])
+                y.append(100 * h["mean"])
+                ci.append(100 * h["ci95"])
         lines.append(f"| {k[0]} | {k[1]:g} | {k[2]:g} | " + " | ".join(_mean_ci(cell[c]) for c in combos) + " |")
         if all(k + c in ir for c in combos):
             ir_lines.append(f"| {k[0]} | {k[1]:g} | {k[2]:g} | " + " | ".join(
                 f"{_mean_ci(ir[k + c])} (Δ {_delta(paired(cell[c], ir[k + c]))})" for c in combos) + " |")
+    for (model, ratio), by_label in series.items():
+        _plot(by_label, out / f"{model}-onoff{ratio:g}-accuracy.png", "accuracy over chips (%)",
+              f"{model}, on/off {ratio:g}: accuracy vs σ", "σ (device variation)")
     note = ("Static FP: one Q2.6 format (full scale 4) for every layer; DFP: per-layer power-of-two full scale.")
     text = "\n".join(lines) + "\n\nCells: mean accuracy % over chips ± 95 % CI. " + note + "\n"
     if len(ir_lines) > 2:

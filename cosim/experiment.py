@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -333,6 +334,7 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
     shape = tuple(train_data.images.shape[1:])
     source = _student_source(exp, teacher, shape, train_data.classes)
     source_done = _read_json(source / "chips.json") if source else {}
+    cache = _unretrained_cache(exp, teacher, test_data)
     done_path = out / "chips.json"
     done: dict = _read_json(done_path) if done_path.exists() else {}
     for k in range(exp.run.chips):
@@ -356,7 +358,7 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
         student = model if train_hw == exp.hw and not record else faulty_student(unconvert(model), exp.hw, chip)
         done[str(chip)] = {
             "retrained": digital_accuracy(student, test_data),
-            "unretrained": digital_accuracy(faulty_student(teacher, exp.hw, chip), test_data),
+            "unretrained": _unretrained_accuracy(cache, teacher, exp.hw, chip, test_data),
             "seconds": seconds, "history": history,
         } | ({"student_from": str(source)} if record else {})
         write_json(done_path, done)
@@ -381,6 +383,56 @@ def _retraining_hardware(exp: Experiment) -> HardwareConfig:
     without it and meet it on their chip. With ``train_on_ideal_array``, the ideal array."""
     hw = replace(exp.hw, prog_sigma=0.0)
     return hw.on_ideal_array() if exp.run.train_on_ideal_array else hw
+
+
+def _unretrained_cache(exp: Experiment, teacher: nn.Module, test_data: ImageData) -> tuple[Path, str]:
+    """Where the unretrained accuracies of ``exp``'s teacher are kept, and their key.
+
+    The unretrained model of a chip is the same in every on-chip run of one teacher, hardware and
+    test set (a table's masked, KD and partition runs), and on the calibrated surrogate it costs as
+    much to score as the student; the teacher's run directory keeps each score once, in
+    ``unretrained.json`` (``{key: {chip: accuracy}}``). The key hashes everything the score depends
+    on: the hardware (and the surrogate file's bytes), the teacher's weights, the test set and the
+    torch device type. Like ``chips.json`` it does not cover the code's version."""
+    teacher_dir = Path(exp.run.teacher)
+    teacher_dir = teacher_dir if teacher_dir.is_dir() else teacher_dir.parent
+    digest = hashlib.sha256(json.dumps(hardware_to_dict(exp.hw), sort_keys=True, default=str).encode())
+    surrogate = Path(exp.hw.surrogate_model) if exp.hw.surrogate_model else None
+    if surrogate is not None and surrogate.is_file():
+        digest.update(surrogate.read_bytes())
+    for t in (*teacher.state_dict().values(), test_data.images, test_data.labels):
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(next(teacher.parameters()).device.type.encode())
+    return teacher_dir / "unretrained.json", digest.hexdigest()[:24]
+
+
+def _unretrained_accuracy(cache: tuple[Path, str], teacher: nn.Module, hw: HardwareConfig, chip: int,
+                          test_data: ImageData) -> float:
+    """Accuracy of ``teacher`` on chip ``chip`` of ``hw`` without retraining, from ``cache`` (see
+    :func:`_unretrained_cache`) when it holds it. The file is re-read just before each write, so runs
+    beside each other lose at most a score (scored again later); an unreadable file is scored anew
+    and a read-only directory keeps nothing."""
+    path, key = cache
+    known = _read_cache(path).get(key, {}).get(str(chip))
+    if isinstance(known, float):
+        return known
+    accuracy = digital_accuracy(faulty_student(teacher, hw, chip), test_data)
+    table = _read_cache(path)
+    table.setdefault(key, {})[str(chip)] = accuracy
+    try:
+        write_json(path, table)
+    except OSError:
+        pass
+    return accuracy
+
+
+def _read_cache(path: Path) -> dict:
+    """A JSON cache as a dict; empty when missing or unreadable (it is only ever recomputed)."""
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return table if isinstance(table, dict) and all(isinstance(v, dict) for v in table.values()) else {}
 
 
 def _retraining(exp: Experiment) -> tuple:

@@ -135,6 +135,34 @@ def test_students_from_loads_the_same_students_instead_of_retraining(teacher_run
     assert fitted == ["chip-1.pt"]
 
 
+def test_unretrained_scores_are_kept_once_per_teacher_and_hardware(teacher_run, tiny_mnist, tmp_path, monkeypatch):
+    """A table's masked, KD and partition runs put the same unretrained teacher on each chip: its
+    score is kept in the teacher's folder and read back, bit for bit; other hardware, or an
+    unreadable cache, is scored anew."""
+    import cosim.experiment
+
+    common = ["--data-dir", tiny_mnist, "--teacher", teacher_run, "--set", "run.train_limit=300"]
+    assert invoke("train", "--out", tmp_path / "masked", "--method", "masked", "--chips", 2, *common,
+                  "--set", "hardware.p_sa1=0.09").exit_code == 0
+    scored = []
+    real = cosim.experiment.faulty_student
+    monkeypatch.setattr(cosim.experiment, "faulty_student", lambda m, hw, chip: scored.append(chip) or real(m, hw, chip))
+
+    def unretrained(name, *extra):
+        res = invoke("train", "--out", tmp_path / name, "--chips", 2, *common, *extra)
+        assert res.exit_code == 0, res.output
+        return [json.loads((tmp_path / name / "chips.json").read_text())[c]["unretrained"] for c in "01"]
+
+    masked = [json.loads((tmp_path / "masked" / "chips.json").read_text())[c]["unretrained"] for c in "01"]
+    assert unretrained("kd", "--method", "kd", "--set", "hardware.p_sa1=0.09") == masked and scored == []
+    other = unretrained("other", "--method", "kd", "--set", "hardware.p_sa1=0.3")
+    assert scored == [0, 1] and other != masked  # SA1 on 30 % of the cells: another score
+    assert len(json.loads((teacher_run / "unretrained.json").read_text())) == 2
+    (teacher_run / "unretrained.json").write_text("{")
+    assert unretrained("partition", "--method", "partition", "--set", "hardware.p_sa1=0.09") == masked
+    assert scored == [0, 1, 0, 1]
+
+
 @pytest.mark.parametrize(
     "extra, fragment",
     [

@@ -257,8 +257,12 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
         old = Experiment.from_sections(read_toml(config_path))
         if replace(old, run=replace(old.run, chips=exp.run.chips, students_from=exp.run.students_from)) != exp:
             raise SpecError(f"{out} holds a run with another configuration; choose a new --out or delete it.")
-        if old == exp and (out / "metrics.json").exists():  # finished with this very configuration
-            return _read_json(out / "metrics.json")
+        if (out / "metrics.json").exists():
+            if old == exp:  # finished with this very configuration
+                return _read_json(out / "metrics.json")
+            # The old metrics describe fewer (or other) chips: dropped before the new configuration
+            # is written, so that an interrupted call never leaves them beside it looking finished.
+            (out / "metrics.json").unlink()
     write_text(config_path, to_toml(exp.to_sections()))
     device = exp.run.device.resolve()
     train_data, test_data = _data(exp.run)

@@ -163,6 +163,32 @@ def test_unretrained_scores_are_kept_once_per_teacher_and_hardware(teacher_run, 
     assert scored == [0, 1, 0, 1]
 
 
+def test_a_grown_run_interrupted_is_not_taken_for_finished(teacher_run, tiny_mnist, tmp_path, monkeypatch):
+    """Growing a finished run to more chips writes the new configuration first; interrupted
+    there, the next call must finish the missing chip, not return the old chips' metrics."""
+    import cosim.experiment
+
+    args = ["train", "--out", tmp_path / "masked", "--data-dir", tiny_mnist, "--method", "masked", "--teacher",
+            teacher_run, "--set", "hardware.p_sa1=0.09", "--set", "run.train_limit=300"]
+    assert invoke(*args, "--chips", 1).exit_code == 0
+
+    real_fit, calls = cosim.experiment.fit, []
+
+    def interrupted_once(*a, **k):
+        calls.append(k["checkpoint"].name)
+        if len(calls) == 1:
+            raise RuntimeError("interrupted")
+        return real_fit(*a, **k)
+
+    monkeypatch.setattr(cosim.experiment, "fit", interrupted_once)
+    assert invoke(*args, "--chips", 2).exit_code != 0
+    res = invoke(*args, "--chips", 2)
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "masked" / "metrics.json").read_text())
+    assert m["hardware"]["n_chips"] == 2 and m["unretrained"]["n_chips"] == 2
+    assert calls == ["chip-1.pt", "chip-1.pt"]  # chip 0 was kept, chip 1 retrained after the interruption
+
+
 @pytest.mark.parametrize(
     "extra, fragment",
     [

@@ -82,7 +82,8 @@ class RunConfig:
     chips: int = 1
     """On-chip methods: how many chips get their own retrained student (chip seeds chip_seed, +1, …)."""
     eval_chips: int = 200
-    """Chips in the Monte Carlo evaluation of off-chip methods."""
+    """Chips in the Monte Carlo evaluation of off-chip methods. It may change between calls on one
+    run directory: a model already trained there is evaluated again, not retrained."""
     eval_seed: int = 1000
     """Seed of the evaluation chips."""
     chips_per_pass: int = 8
@@ -103,13 +104,16 @@ class RunConfig:
     beta_search: bool = False
     """OVF: pick β from {1e-1, 1e-2, 1e-3, 1e-4} by Monte Carlo accuracy on a validation split (the
     last 10 % of the training images, held out of the search's training), then train on everything."""
+    beta_search_chips: int = 12
+    """OVF's β search: Monte Carlo chips each candidate is scored on (chip seed ``eval_seed + 1``);
+    independent of ``eval_chips``, so evaluating on more chips never changes the β picked."""
 
     def __post_init__(self) -> None:
         coerce_enums(self, {"model": ModelName, "dataset": DatasetName, "device": TorchDevice})
         for name in ("train_limit", "test_limit"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise SpecError(f"{name} must be a whole number >= 0.")
-        for name in ("chips", "eval_chips", "chips_per_pass"):
+        for name in ("chips", "eval_chips", "chips_per_pass", "beta_search_chips"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise SpecError(f"{name} must be a whole number >= 1.")
 
@@ -252,16 +256,22 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
     out = Path(out)
     config_path = out / "config.toml"
     if config_path.exists():
-        # The number of retrained chips may grow (or shrink) between calls: finished chips are kept.
-        # Where students are loaded from never changes them (see _student_source).
+        # The number of retrained chips, or of evaluation chips, may grow (or shrink) between calls:
+        # finished chips and a trained model are kept. Where students are loaded from never changes
+        # them (see _student_source).
         old = Experiment.from_sections(read_toml(config_path))
-        if replace(old, run=replace(old.run, chips=exp.run.chips, students_from=exp.run.students_from)) != exp:
+        same = replace(exp.run, chips=old.run.chips, students_from=old.run.students_from, eval_chips=old.run.eval_chips)
+        if replace(exp, run=same) != old:
             raise SpecError(f"{out} holds a run with another configuration; choose a new --out or delete it.")
         if (out / "metrics.json").exists():
             if old == exp:  # finished with this very configuration
                 return _read_json(out / "metrics.json")
             # The old metrics describe fewer (or other) chips: dropped before the new configuration
             # is written, so that an interrupted call never leaves them beside it looking finished.
+            # What they say about the training is kept first (runs trained before trained.json).
+            if not exp.train.method.on_chip and not exp.run.pretrained and not (out / TRAINED).exists():
+                old_metrics = _read_json(out / "metrics.json")
+                write_json(out / TRAINED, {k: old_metrics[k] for k in _TRAINING_KEYS if k in old_metrics})
             (out / "metrics.json").unlink()
     write_text(config_path, to_toml(exp.to_sections()))
     device = exp.run.device.resolve()
@@ -278,24 +288,9 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
         teacher = load_model(Path(exp.run.teacher), exp.run.model, shape, train_data.classes).to(device)
         metrics |= _train_on_chips(exp, teacher, train_data, test_data, out, reporter)
     else:
-        cfg = exp.train
-        if exp.run.beta_search and cfg.method is Method.OVF:
-            beta, search = _search_beta(exp, train_data, shape, out, reporter)
-            cfg = replace(cfg, beta=beta)
-            metrics["beta_search"] = search
-            metrics["beta"] = beta
-        if exp.run.pretrained:
-            source = Path(exp.run.pretrained)
-            model = load_model(source, exp.run.model, shape, train_data.classes).to(device)
-            history = _read_json(source / "metrics.json").get("history", []) if source.is_dir() else []
-            metrics["pretrained"] = str(source)
-        else:
-            torch.manual_seed(exp.run.init_seed)
-            model = build_model(exp.run.model, shape, train_data.classes).to(device)
-            result = fit(model, train_data, cfg, exp.hw, checkpoint=out / "checkpoints" / "train.pt",
-                         reporter=reporter)
-            model, history = result.model, result.history
-            save_model(out / "model.pt", model, exp.run.model)
+        model, trained = _trained_model(exp, train_data, out, reporter)
+        history = trained.pop("history", [])
+        metrics |= trained
         stats = evaluate(model, test_data, exp.hw, exp.run.eval_chips, exp.run.eval_seed,
                          exp.run.chips_per_pass, reporter=reporter)
         metrics |= {"digital_accuracy": stats.ideal_accuracy, "hardware": stats.to_dict(), "history": history}
@@ -306,6 +301,38 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
     metrics["wall_s"] = time.perf_counter() - t0
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+TRAINED = "trained.json"
+"""An off-chip run's record of its finished training, written beside ``model.pt`` once it is
+saved: a run evaluated again on another number of chips loads the model instead of retraining."""
+_TRAINING_KEYS = ("history", "beta_search", "beta")
+
+
+def _trained_model(exp: Experiment, train_data: ImageData, out: Path, reporter: Reporter) -> tuple[nn.Module, dict]:
+    """An off-chip run's trained model and what its training recorded (``history`` and, after a
+    β search, ``beta_search`` and ``beta``; or ``pretrained``): loaded from ``run.pretrained``,
+    or from ``out`` when an earlier call finished the training (``trained.json``), else trained."""
+    shape, device = tuple(train_data.images.shape[1:]), train_data.images.device
+    if exp.run.pretrained:
+        source = Path(exp.run.pretrained)
+        model = load_model(source, exp.run.model, shape, train_data.classes).to(device)
+        history = _read_json(source / "metrics.json").get("history", []) if source.is_dir() else []
+        return model, {"history": history, "pretrained": str(source)}
+    if (out / TRAINED).exists():
+        return load_model(out, exp.run.model, shape, train_data.classes).to(device), _read_json(out / TRAINED)
+    cfg, record = exp.train, {}
+    if exp.run.beta_search and cfg.method is Method.OVF:
+        beta, search = _search_beta(exp, train_data, shape, out, reporter)
+        cfg = replace(cfg, beta=beta)
+        record = {"beta_search": search, "beta": beta}
+    torch.manual_seed(exp.run.init_seed)
+    model = build_model(exp.run.model, shape, train_data.classes).to(device)
+    result = fit(model, train_data, cfg, exp.hw, checkpoint=out / "checkpoints" / "train.pt", reporter=reporter)
+    save_model(out / "model.pt", result.model, exp.run.model)
+    record = {"history": result.history} | record
+    write_json(out / TRAINED, record)
+    return result.model, dict(record)
 
 
 BETA_CANDIDATES = (1e-1, 1e-2, 1e-3, 1e-4)
@@ -323,7 +350,7 @@ def _search_beta(exp: Experiment, train_data: ImageData, shape: tuple, out: Path
         model = build_model(exp.run.model, shape, train_data.classes).to(train_data.images.device)
         trained = fit(model, fit_part, replace(exp.train, beta=beta), exp.hw,
                       checkpoint=out / "checkpoints" / f"beta-{beta:g}.pt", reporter=reporter).model
-        stats = evaluate(trained, val_part, exp.hw, max(1, exp.run.eval_chips // 4), exp.run.eval_seed + 1,
+        stats = evaluate(trained, val_part, exp.hw, exp.run.beta_search_chips, exp.run.eval_seed + 1,
                          exp.run.chips_per_pass, reporter=reporter)
         results.append({"beta": beta, "val_mean": stats.mean, "val_ci95": stats.ci95})
     best = max(results, key=lambda r: r["val_mean"])

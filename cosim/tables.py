@@ -103,7 +103,8 @@ def table_paper002(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
     """Paper 002 Fig. 3: accuracy and EKL against σ_d for vanilla, GNI and OVF (and, with IR
     drop, the same models on the IR-drop array beside them)."""
     methods = ("vanilla", "gni", "ovf")
-    lines = ["| model | σ_d | vanilla | GNI | OVF (β) | EKL vanilla / GNI / OVF |", "|---|---|---|---|---|---|"]
+    lines = ["| model | σ_d | vanilla | GNI | OVF (β) | OVF − GNI | OVF − vanilla | EKL vanilla / GNI / OVF |",
+             "|---|---|---|---|---|---|---|---|"]
     ir_lines = ["| model | σ_d | vanilla | GNI | OVF | Δ vanilla | Δ GNI | Δ OVF | EKL vanilla / GNI / OVF |",
                 "|---|---|---|---|---|---|---|---|---|"]
     ideal = [r for r in runs if _is(r, None)]
@@ -127,6 +128,8 @@ def table_paper002(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
             beta = cell["ovf"].get("beta", "—")
             lines.append(f"| {model} | {s:g} | " + " | ".join(_mean_ci(cell[m]["hardware"]) for m in ("vanilla", "gni"))
                          + f" | {_mean_ci(cell['ovf']['hardware'])} ({beta})"
+                         + "".join(f" | {_delta(paired(cell[m]['hardware'], cell['ovf']['hardware']))}"
+                                   for m in ("gni", "vanilla"))
                          + " | " + " / ".join(f"{cell[m]['hardware']['ekl']:.3f}" for m in methods) + " |")
             if set(ir_cell) == set(methods):
                 ir_lines.append(f"| {model} | {s:g} | " + " | ".join(_mean_ci(ir_cell[m]["hardware"]) for m in methods)
@@ -135,7 +138,9 @@ def table_paper002(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
                                 + " | " + " / ".join(f"{ir_cell[m]['hardware']['ekl']:.3f}" for m in methods) + " |")
         _plot(series, out / f"{model}-accuracy.png", "accuracy over chips (%)", f"{model}: accuracy vs σ_d")
         _plot(ekl, out / f"{model}-ekl.png", "EKL of correct predictions (nats)", f"{model}: EKL vs σ_d")
-    text = "\n".join(lines) + "\n\nCells: mean accuracy % over chips ± 95 % CI; EKL in nats (lower is better).\n"
+    text = "\n".join(lines) + ("\n\nCells: mean accuracy % over chips ± 95 % CI; EKL in nats (lower is better). "
+                               "OVF − GNI, OVF − vanilla: per chip (chip k draws the same programming noise "
+                               "for every model), mean ± 95 % CI (Student t).\n")
     if len(ir_lines) > 2:
         text += ("\nThe same models on the calibrated IR-drop array (64×64 tiles, 2.5 Ω wires):\n\n"
                  + "\n".join(ir_lines) + "\n\n" + PAIRED_NOTE.strip() + "\n")

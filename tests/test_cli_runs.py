@@ -229,3 +229,44 @@ def test_ovf_beta_search_picks_the_best_validation_beta(tiny_mnist, tmp_path):
     assert [r["beta"] for r in search] == [0.1, 0.01, 0.001, 0.0001]
     best = max(search, key=lambda r: r["val_mean"])["beta"]
     assert m["beta"] == best and m["hardware"]["n_chips"] == 8 and m["method"] == "ovf"
+
+
+def test_more_evaluation_chips_reevaluate_the_trained_model_without_retraining(tiny_mnist, tmp_path, monkeypatch):
+    import cosim.experiment
+
+    out = tmp_path / "ovf"
+    args = ("train", "--out", out, "--data-dir", tiny_mnist, "--model", "mlp", "--method", "ovf", "--epochs", 1,
+            "--set", "run.beta_search=true", "--set", "run.beta_search_chips=2", "--set", "train.sigma_d=0.2",
+            "--set", "hardware.prog_sigma=0.2", "--eval-chips")
+    assert invoke(*args, 3).exit_code == 0
+    first = json.loads((out / "metrics.json").read_text())
+    model = (out / "model.pt").read_bytes()
+    fitted = []
+    monkeypatch.setattr(cosim.experiment, "fit", lambda *a, **k: fitted.append(1))  # any training fails the test
+    res = invoke(*args, 5)
+    assert res.exit_code == 0, res.output
+    grown = json.loads((out / "metrics.json").read_text())
+    assert fitted == [] and (out / "model.pt").read_bytes() == model
+    assert grown["hardware"]["n_chips"] == 5 and grown["hardware"]["accuracies"][:3] == first["hardware"]["accuracies"]
+    for key in ("beta", "beta_search", "history"):
+        assert grown[key] == first[key]
+
+    # A run trained before trained.json existed: its metrics keep the training's record, even
+    # when the re-evaluation is interrupted after they were dropped.
+    (out / "trained.json").unlink()
+    real_evaluate = cosim.experiment.evaluate
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cosim.experiment, "evaluate", interrupted)
+    assert invoke(*args, 7).exit_code != 0 and not (out / "metrics.json").exists()
+    monkeypatch.setattr(cosim.experiment, "evaluate", real_evaluate)
+    res = invoke(*args, 7)
+    assert res.exit_code == 0, res.output
+    regrown = json.loads((out / "metrics.json").read_text())
+    assert fitted == [] and regrown["hardware"]["accuracies"][:5] == grown["hardware"]["accuracies"]
+    for key in ("beta", "beta_search", "history"):
+        assert regrown[key] == first[key]
+    res = invoke("train", "--config", out / "config.toml", "--out", out, "--set", "train.epochs=2")
+    assert res.exit_code == 1 and "another configuration" in res.output

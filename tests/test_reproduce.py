@@ -36,6 +36,11 @@ def test_quick_experiment_writes_its_table(tiny_mnist, tmp_path, experiment, row
                for m in ("partition", "partition_ovf")}
         expected = 100 * sum(b - a for a, b in zip(acc["partition"], acc["partition_ovf"])) / len(acc["partition"])
         assert body[0].split("|")[-2].strip().startswith(f"{expected:+.2f} ±")
+    if experiment == "paper002-fig3":  # the OVF − GNI column is the mean per-chip difference
+        acc = {m: json.loads((out / "runs" / f"lenet5-sigma0.3-{m}" / "metrics.json").read_text())["hardware"]["accuracies"]
+               for m in ("gni", "ovf")}
+        expected = 100 * sum(b - a for a, b in zip(acc["gni"], acc["ovf"])) / len(acc["gni"])
+        assert body[1].split("|")[6].strip().startswith(f"{expected:+.2f} ±")
     # A second call resumes: nothing is retrained, the table is the same.
     again = runner.invoke(app, ["reproduce", experiment, "--quick", "--data-dir", str(tiny_mnist), "--out", str(out)])
     assert again.exit_code == 0

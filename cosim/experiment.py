@@ -289,13 +289,12 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
         metrics |= _train_on_chips(exp, teacher, train_data, test_data, out, reporter)
     else:
         model, trained = _trained_model(exp, train_data, out, reporter)
-        history = trained.pop("history", [])
         metrics |= trained
         stats = evaluate(model, test_data, exp.hw, exp.run.eval_chips, exp.run.eval_seed,
                          exp.run.chips_per_pass, reporter=reporter)
-        metrics |= {"digital_accuracy": stats.ideal_accuracy, "hardware": stats.to_dict(), "history": history}
-        if history:
-            plot_loss(history, out / "loss.png", f"{exp.run.model.value} · {exp.train.method.value}")
+        metrics |= {"digital_accuracy": stats.ideal_accuracy, "hardware": stats.to_dict()}
+        if trained.get("history"):
+            plot_loss(trained["history"], out / "loss.png", f"{exp.run.model.value} · {exp.train.method.value}")
         plot_accuracy_histogram({exp.train.method.value: stats.accuracies}, stats.ideal_accuracy,
                                 out / "accuracy_per_chip.png", f"{exp.run.model.value} on {stats.n_chips} chips")
     metrics["wall_s"] = time.perf_counter() - t0
@@ -332,7 +331,7 @@ def _trained_model(exp: Experiment, train_data: ImageData, out: Path, reporter: 
     save_model(out / "model.pt", result.model, exp.run.model)
     record = {"history": result.history} | record
     write_json(out / TRAINED, record)
-    return result.model, dict(record)
+    return result.model, record
 
 
 BETA_CANDIDATES = (1e-1, 1e-2, 1e-3, 1e-4)

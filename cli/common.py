@@ -55,9 +55,15 @@ def friendly_errors(fn: F) -> F:
 
 
 class RichReporter:
-    """A :class:`cosim.report.Reporter` that draws a rich progress bar (rate and time left)."""
+    """A :class:`cosim.report.Reporter` that draws a rich progress bar (rate and time left).
 
-    def __init__(self) -> None:
+    On a terminal the bar disappears when its task ends. When the console is not a terminal
+    (output sent to a log file, a batch job), no bar can be drawn, so each task leaves one line
+    instead: its description, steps done out of its total, elapsed seconds and its last note.
+    """
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._console = console or err_console
         self._progress: Progress | None = None
         self._task: Any = None
 
@@ -69,8 +75,9 @@ class RichReporter:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[note]}"),
-            console=err_console,
+            console=self._console,
             transient=True,
+            disable=not self._console.is_terminal,
         )
         self._progress.start()
         self._task = self._progress.add_task(description, total=total, note="")
@@ -84,6 +91,13 @@ class RichReporter:
             self._progress.update(self._task, note=text)
 
     def finish(self) -> None:  # noqa: D102
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        if self._progress is None:
+            return
+        self._progress.stop()
+        if not self._console.is_terminal:
+            task = self._progress.tasks[0]
+            total = "?" if task.total is None else f"{task.total:g}"
+            note = f" ({task.fields['note']})" if task.fields.get("note") else ""
+            self._console.print(f"{task.description}: {task.completed:g}/{total} in {task.elapsed or 0.0:.0f} s{note}",
+                                highlight=False, markup=False, soft_wrap=True)
+        self._progress = None

@@ -1,12 +1,15 @@
 """The CLI through typer's CliRunner: results on disk, and one clear line for every bad input."""
 
+import io
 import json
 
 import numpy as np
 import pytest
 from conftest import random_case
+from rich.console import Console
 from typer.testing import CliRunner
 
+from cosim.cli.common import RichReporter
 from cosim.cli.main import app
 from cosim.specs import ArraySpec, SolveOptions
 from cosim.spice import solve_crossbar
@@ -150,3 +153,21 @@ def test_demo_runs_small(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["nodal_vs_ngspice_max_rel"] < 1e-9
     assert 0 < summary["column_rel_error_mean"] < 0.2
+
+
+def test_progress_without_a_terminal_leaves_one_line_per_task():
+    """A batch job's log gets each task's outcome (steps done, last note), and no bar garbage."""
+    log = io.StringIO()
+    reporter = RichReporter(Console(file=log, force_terminal=False, width=200))
+    reporter.start(5, "Training lenet5")
+    reporter.advance(2)
+    reporter.note("loss 0.120")
+    reporter.advance(1)
+    reporter.finish()  # stopped part-way, as when interrupted
+    reporter.start(4, "Monte Carlo over 4 chips")
+    reporter.advance(4)
+    reporter.finish()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("Training lenet5: 3/5 in ") and lines[0].endswith(" s (loss 0.120)")
+    assert lines[1].startswith("Monte Carlo over 4 chips: 4/4 in ")

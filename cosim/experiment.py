@@ -499,8 +499,9 @@ def _read_json(path: Path) -> dict:
 
 def evaluate_run(run_dir: Path, n_chips: int | None = None, reporter: Reporter | None = None,
                  hw: HardwareConfig | None = None, temperature: float = 1.0) -> dict:
-    """Monte Carlo evaluation of a trained run's ``model.pt`` (optionally on other hardware; EKL
-    at logit ``temperature``, see :func:`cosim.eval.evaluate`)."""
+    """Monte Carlo evaluation of a trained run's ``model.pt`` — or, for a run that evaluates
+    another run's model (``run.pretrained``), of that model — optionally on other hardware; EKL
+    at logit ``temperature``, see :func:`cosim.eval.evaluate`."""
     run_dir = Path(run_dir)
     exp = Experiment.from_sections(read_toml(run_dir / "config.toml"))
     if exp.train.method.on_chip:
@@ -509,7 +510,8 @@ def evaluate_run(run_dir: Path, n_chips: int | None = None, reporter: Reporter |
     device = exp.run.device.resolve()
     _, test_data = _data(exp.run)
     test_data = _to(test_data, device)
-    model = load_model(run_dir, exp.run.model, tuple(test_data.images.shape[1:]), test_data.classes).to(device)
+    source = Path(exp.run.pretrained) if exp.run.pretrained else run_dir
+    model = load_model(source, exp.run.model, tuple(test_data.images.shape[1:]), test_data.classes).to(device)
     hw = hw or exp.hw
     stats = evaluate(model, test_data, hw, n_chips or exp.run.eval_chips, exp.run.eval_seed,
                      exp.run.chips_per_pass, reporter=reporter, temperature=temperature)

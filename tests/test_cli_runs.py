@@ -66,6 +66,20 @@ def test_onchip_retraining_and_evaluate(teacher_run, tiny_mnist, tmp_path):
     assert hot["accuracies"] == plain["accuracies"] and hot["ekl"] > plain["ekl"]
 
 
+def test_evaluate_a_run_that_evaluates_another_runs_model(teacher_run, tiny_mnist, tmp_path):
+    """A run with ``run.pretrained`` holds no model.pt; ``evaluate`` uses the model it names."""
+    out = tmp_path / "evaluation-only"
+    res = invoke("train", "--out", out, "--data-dir", tiny_mnist, "--model", "lenet5", "--eval-chips", 3,
+                 "--set", f"run.pretrained={teacher_run}", "--set", "hardware.p_sa1=0.02")
+    assert res.exit_code == 0, res.output
+    assert not (out / "model.pt").exists()
+    own = json.loads((out / "metrics.json").read_text())["hardware"]
+    res = invoke("evaluate", "--run", out, "--chips", 3)
+    assert res.exit_code == 0, res.output
+    again = json.loads((out / "evaluation.json").read_text())
+    assert again["accuracies"] == own["accuracies"] and again["hardware_config"]["p_sa1"] == 0.02
+
+
 def test_students_retrain_without_programming_variation_and_meet_it_on_their_chip(teacher_run, tiny_mnist,
                                                                                       tmp_path):
     import torch

@@ -30,7 +30,7 @@ from torch import nn
 from cosim.data import DatasetName, ImageData, Split, load_dataset
 from cosim.errors import SpecError
 from cosim.eval import digital_accuracy, evaluate, summarise
-from cosim.fileio import atomic_path, write_json, write_text
+from cosim.fileio import atomic_path, read_json, write_json, write_text
 from cosim.layers import HardwareConfig, unconvert
 from cosim.models import ModelName, build_model
 from cosim.plots import plot_accuracy_histogram, plot_loss
@@ -491,10 +491,7 @@ def _student_source(exp: Experiment, teacher: nn.Module, shape: tuple, classes: 
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"{path} is corrupt ({exc}); delete it to redo the chips it listed.") from None
+    return read_json(path, "delete it to redo the chips it listed.")
 
 
 def evaluate_run(run_dir: Path, n_chips: int | None = None, reporter: Reporter | None = None,

@@ -61,6 +61,19 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def read_json(path: str | os.PathLike[str], remedy: str) -> Any:
+    """Parse a JSON file (plain data; nothing is executed).
+
+    Raises:
+        CosimError: a file that is not valid JSON, with the path and ``remedy`` (what to do) in
+            the message.
+    """
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CosimError(f"{path} is corrupt ({exc}); {remedy}") from None
+
+
 def write_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
     """Write an uncompressed ``.npz`` atomically."""
     write_atomic(path, lambda fh: np.savez(fh, **arrays))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from cosim.errors import SpecError
 from cosim.experiment import Experiment, train_run
-from cosim.fileio import write_json, write_text
+from cosim.fileio import read_json, write_json, write_text
 from cosim.report import NullReporter, Reporter
 from cosim.tables import run_key, table_paper000, table_paper001, table_paper002, table_partition_ovf
 
@@ -322,6 +322,7 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     out = Path(out) if out else default_out
     ideal_root = (Path(ideal_out) if ideal_out else default_ideal) if ir_drop else None
     runs = plan(name, b, data_dir, ir_drop, out, ideal_root)
+    _earlier_calls(out / "summary.json")  # a corrupt summary stops the call before any work, not after it
     t0 = time.perf_counter()
     for r in runs:
         if r.compare_only:
@@ -346,10 +347,13 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
                + (f" --out {out}" if out != default_out else "")
                + (f" --ideal-out {ideal_root}" if ir_drop and ideal_root != default_ideal else ""))
     wall = time.perf_counter() - t0
+    # Read again now: another call into this folder may have finished while this one ran.
+    calls = _earlier_calls(out / "summary.json") + [{"command": command, "wall_s": round(wall, 1),
+                        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]
     header = (f"# {name.value}{suffix}\n\n{_DOCS[name]}.\n\n"
               f"Command: `{command}` ({len(runs)} runs; this call {wall:.0f} s; per-run configs with seeds in "
               f"`runs/*/config.toml`" + (f" and, for the ideal-array runs, `{ideal_root}/runs/*/config.toml`"
-                                          if ir_drop else "") + ").\n\n")
+                                          if ir_drop else "") + ").\n\n" + _history(calls))
     # A network is shown when this folder has its runs (not only the ideal folder, under --ir-drop).
     shown = {r.keys["model"] for r in runs if "role" not in r.keys and not r.compare_only and (r.home or out) == out}
     missing = [m for m in PAPER_MODELS[name] if m not in shown]
@@ -358,10 +362,45 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
                   f"`--model NAME` runs them unchanged).\n")
     write_text(out / "table.md", header + table)
     write_json(out / "summary.json", {"experiment": name.value, "quick": quick, "ir_drop": ir_drop, "command": command,
-                                      "wall_s_this_call": wall, "budget": b.__dict__,
+                                      "wall_s_this_call": wall, "calls": calls, "budget": b.__dict__,
                                       "runs": {run_key(r): {"keys": r.keys, "metrics_file": os.path.relpath(
                                           (r.home or out) / "runs" / r.name / "metrics.json", out)} for r in runs}})
     return out
+
+
+def _earlier_calls(summary: Path) -> list[dict]:
+    """The calls recorded in an earlier ``summary.json`` of this folder, oldest first.
+
+    Each is ``{"command", "wall_s", "finished_utc"}``. A summary written before calls were
+    recorded yields its one (last) call, without a finishing time.
+    """
+    if not summary.exists():
+        return []
+    old = read_json(summary, "delete it (the runs are kept; it is written again at the end of the call).")
+    if not isinstance(old, dict):
+        raise SpecError(f"{summary} is not an experiment summary; delete it (it is written again at the end of the call).")
+    calls = old.get("calls")
+    if calls is not None:
+        if not (isinstance(calls, list) and all(isinstance(c, dict) for c in calls)):
+            raise SpecError(f"{summary}: 'calls' is not a list of calls; delete the file (it is written again at "
+                            "the end of the call).")
+        return calls
+    wall = old.get("wall_s_this_call")
+    return [{"command": old["command"], "wall_s": round(wall, 1) if isinstance(wall, (int, float)) else None,
+             "finished_utc": None}] if "command" in old else []
+
+
+def _history(calls: list[dict]) -> str:
+    """The calls that made this folder, for the table's header (nothing for a single call)."""
+    if len(calls) < 2:
+        return ""
+    def line(i: int, c: dict) -> str:
+        wall = f"{c['wall_s']:.0f} s" if isinstance(c.get("wall_s"), (int, float)) else "time not recorded"
+        done = f", finished {c['finished_utc']}" if c.get("finished_utc") else ""
+        return f"{i}. `{c.get('command', '?')}` ({wall}{done})\n"
+
+    lines = "".join(line(i, c) for i, c in enumerate(calls, 1))
+    return f"Calls that made this folder, oldest first (a call resumes the runs before it):\n\n{lines}\n"
 
 
 def describe() -> list[tuple[str, str]]:

@@ -45,6 +45,21 @@ def test_quick_experiment_writes_its_table(tiny_mnist, tmp_path, experiment, row
     again = runner.invoke(app, ["reproduce", experiment, "--quick", "--data-dir", str(tiny_mnist), "--out", str(out)])
     assert again.exit_code == 0
     assert [line for line in (out / "table.md").read_text().splitlines() if line.startswith("| lenet5")] == body
+    # Both calls are on record, oldest first, in the summary and the table's header.
+    calls = json.loads((out / "summary.json").read_text())["calls"]
+    assert [c["command"] for c in calls] == [f"cosim reproduce {experiment} --quick --data-dir {tiny_mnist} --out {out}"] * 2
+    assert calls[0]["finished_utc"] <= calls[1]["finished_utc"]
+    history = [line for line in (out / "table.md").read_text().splitlines() if line[:3] in ("1. ", "2. ", "3. ")]
+    assert [line[:3] for line in history] == ["1. ", "2. "] and all(calls[0]["command"] in line for line in history)
+
+
+def test_a_corrupt_summary_stops_reproduce_before_any_work(tiny_mnist, tmp_path):
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / "summary.json").write_text('{"experiment": "paper000-table3", "calls": [')
+    res = runner.invoke(app, ["reproduce", "paper000-table3", "--quick", "--data-dir", str(tiny_mnist), "--out", str(out)])
+    assert res.exit_code == 1 and "summary.json is corrupt" in res.output and "Traceback" not in res.output
+    assert not (out / "runs").exists()
 
 
 def test_reproduce_list_and_unknown():

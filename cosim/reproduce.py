@@ -394,6 +394,7 @@ def _history(calls: list[dict]) -> str:
     """The calls that made this folder, for the table's header (nothing for a single call)."""
     if len(calls) < 2:
         return ""
+
     def line(i: int, c: dict) -> str:
         wall = f"{c['wall_s']:.0f} s" if isinstance(c.get("wall_s"), (int, float)) else "time not recorded"
         done = f", finished {c['finished_utc']}" if c.get("finished_utc") else ""

@@ -376,14 +376,13 @@ def _earlier_calls(summary: Path) -> list[dict]:
     """
     if not summary.exists():
         return []
-    old = read_json(summary, "delete it (the runs are kept; it is written again at the end of the call).")
-    if not isinstance(old, dict):
-        raise SpecError(f"{summary} is not an experiment summary; delete it (it is written again at the end of the call).")
-    calls = old.get("calls")
+    remedy = "delete it (the runs are kept; it is written again at the end of the call)."
+    old = read_json(summary, remedy)
+    calls = old.get("calls") if isinstance(old, dict) else None
+    if not isinstance(old, dict) or not (calls is None or (isinstance(calls, list)
+                                                           and all(isinstance(c, dict) for c in calls))):
+        raise SpecError(f"{summary} is not an experiment summary with a list of calls; {remedy}")
     if calls is not None:
-        if not (isinstance(calls, list) and all(isinstance(c, dict) for c in calls)):
-            raise SpecError(f"{summary}: 'calls' is not a list of calls; delete the file (it is written again at "
-                            "the end of the call).")
         return calls
     wall = old.get("wall_s_this_call")
     return [{"command": old["command"], "wall_s": round(wall, 1) if isinstance(wall, (int, float)) else None,

@@ -367,9 +367,13 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
     cache = _unretrained_cache(exp, teacher, test_data)
     done_path = out / "chips.json"
     done: dict = _read_json(done_path) if done_path.exists() else {}
+    ideal_hw = exp.hw.on_ideal_array()
     for k in range(exp.run.chips):
         chip = exp.train.chip_seed + k
         if str(chip) in done:
+            if _backfill_ideal_score(done[str(chip)], exp, ideal_hw, out / "students" / f"chip-{chip}.pt", chip,
+                                     test_data):
+                write_json(done_path, done)
             continue
         record = source_done.get(str(chip)) if source and (source / "students" / f"chip-{chip}.pt").exists() else None
         if record:
@@ -390,7 +394,9 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
             "retrained": digital_accuracy(student, test_data),
             "unretrained": _unretrained_accuracy(cache, teacher, exp.hw, chip, test_data),
             "seconds": seconds, "history": history,
-        } | ({"student_from": str(source)} if record else {})
+        } | ({"student_from": str(source)} if record else {}) | (
+            {IDEAL_SCORE: digital_accuracy(faulty_student(unconvert(model), ideal_hw, chip), test_data)}
+            if ideal_hw != exp.hw else {})
         write_json(done_path, done)
         # The chip is recorded and its student saved: its checkpoint (optimizer and chip state,
         # ~50 MB for a LeNet chip) would only fill the disk.
@@ -404,7 +410,27 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
                             out / "accuracy_per_chip.png", f"{exp.run.model.value} · {exp.train.method.value}")
     plot_loss(done[chips[0]]["history"], out / "loss.png", f"chip {chips[0]} · {exp.train.method.value}")
     return {"teacher_accuracy": teacher_acc, "hardware": stats.to_dict(), "unretrained": before.to_dict(),
-            "seconds_per_chip": sum(done[c]["seconds"] for c in chips) / len(chips)}
+            "seconds_per_chip": sum(done[c]["seconds"] for c in chips) / len(chips)} | (
+        {"ideal_array_accuracies": [done[c].get(IDEAL_SCORE) for c in chips],
+         "students_loaded": ["student_from" in done[c] for c in chips]} if ideal_hw != exp.hw else {})
+
+
+IDEAL_SCORE = "ideal_array"
+"""``chips.json`` key of an on-chip run off the ideal array (IR drop on): its student's accuracy
+on the same chip of the ideal array, so that the IR-drop − ideal difference pairs each chip with
+its own student. Missing for chips recorded before runs kept it whose student file is gone."""
+
+
+def _backfill_ideal_score(record: dict, exp: Experiment, ideal_hw: HardwareConfig, student: Path, chip: int,
+                          test_data: ImageData) -> bool:
+    """Score a chip recorded without :data:`IDEAL_SCORE` on the ideal array from its saved
+    student, when the run is off the ideal array and the file is there; True when it did."""
+    if ideal_hw == exp.hw or IDEAL_SCORE in record or not student.is_file():
+        return False
+    shape = tuple(test_data.images.shape[1:])
+    model = load_model(student, exp.run.model, shape, test_data.classes).to(test_data.images.device)
+    record[IDEAL_SCORE] = digital_accuracy(faulty_student(unconvert(model), ideal_hw, chip), test_data)
+    return True
 
 
 def _retraining_hardware(exp: Experiment) -> HardwareConfig:

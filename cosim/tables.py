@@ -52,23 +52,55 @@ def _delta(d: MonteCarloStats | None) -> str:
     return "—" if d is None else f"{100 * d.mean:+.2f} ± {100 * d.ci95:.2f}"
 
 
+def on_ideal_array(twin: dict, run: dict) -> tuple[dict, list[bool]]:
+    """The ideal-array side of an on-chip IR-drop run's per-chip Δ: per chip, the run's own student
+    scored on the ideal array (``run["ideal_array_accuracies"]``) or, where it was not, the ideal
+    twin's student of that chip (``twin["hardware"]``) — the same student when the run loaded it
+    from the twin (``run["students_loaded"]``), else one retrained apart. Returns a
+    ``hardware``-like dict (``accuracies``, ``n_images``) over the leading chips that have a score,
+    and per chip whether it pairs with a student retrained apart."""
+    theirs = twin["hardware"]["accuracies"]
+    own = run.get("ideal_array_accuracies") or []
+    loaded = run.get("students_loaded") or []
+    x, other = [], []
+    for k in range(len(run["hardware"]["accuracies"])):
+        if k < len(own) and own[k] is not None:
+            x.append(own[k])
+            other.append(False)
+        elif k < len(theirs):
+            x.append(theirs[k])
+            other.append(not (k < len(loaded) and loaded[k]))
+        else:
+            break
+    return {"accuracies": x, "n_images": run["hardware"]["n_images"]}, other
+
+
 def _delta_row(prefix: str, twins: dict, key: tuple, cell: dict, methods: tuple[str, ...]) -> list[str]:
     """The Δ-table row of one table row: ``prefix`` (its leading cells), the chips paired and, per
-    method, the IR-drop run (``cell[method]``) − its ideal twin (``twins[key + (method,)]``);
-    no row when no method has a twin."""
-    d = {m: paired(twins[key + (m,)]["hardware"], cell[m]["hardware"]) for m in cell if key + (m,) in twins}
+    method, the IR-drop run (``cell[method]``) − the same chip on the ideal array
+    (:func:`on_ideal_array`, with its twin ``twins[key + (method,)]``); the chips-paired cell
+    counts the chips whose Δ pairs with a student retrained apart. No row when no method pairs."""
+    sides = {m: on_ideal_array(twins[key + (m,)], cell[m]) for m in cell if key + (m,) in twins}
+    d = {m: paired(ideal, cell[m]["hardware"]) for m, (ideal, _) in sides.items()}
     if not any(d.values()):
         return []
     n = min(x.n_chips for x in d.values() if x)
-    return [f"| {prefix} | {n} | " + " | ".join(_delta(d.get(m)) for m in methods) + " |"]
+    other = max(sum(flags[:n]) for _, flags in sides.values())
+    chips = f"{n}" + (f" ({other} other student)" if other else "")
+    return [f"| {prefix} | {chips} | " + " | ".join(_delta(d.get(m)) for m in methods) + " |"]
 
 
 def _twins_section(deltas: list[str]) -> str:
     """The on-chip students' Δ table (header lines + rows), or "" when it has no rows."""
     if len(deltas) <= 2:
         return ""
-    return ("\nThe same students on the ideal array (the ideal table's runs), paired per chip:\n\n"
-            + "\n".join(deltas) + "\n\n" + PAIRED_NOTE.strip() + "\n")
+    note = ""
+    if any("other student)" in row for row in deltas):
+        note = (" \"(k other student)\": k of the chips were retrained in the IR-drop run before it scored its own "
+                "students on the ideal array, and their student files are gone; those pair with the ideal run's "
+                "student of the same chip, retrained apart from it (see results/README.md for how far apart).")
+    return ("\nThe same students on the ideal array, paired per chip:\n\n"
+            + "\n".join(deltas) + "\n\n" + PAIRED_NOTE.strip() + note + "\n")
 
 
 def _is(r: "RunPlan", array: str | None) -> bool:

@@ -264,14 +264,15 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
         if replace(exp, run=same) != old:
             raise SpecError(f"{out} holds a run with another configuration; choose a new --out or delete it.")
         if (out / "metrics.json").exists():
-            if old == exp:  # finished with this very configuration
-                return _read_json(out / "metrics.json")
-            # The old metrics describe fewer (or other) chips: dropped before the new configuration
-            # is written, so that an interrupted call never leaves them beside it looking finished.
+            finished = _read_json(out / "metrics.json")
+            if old == exp and not _lacks_ideal_scores(exp, finished):  # finished with this very configuration
+                return finished
+            # The old metrics describe fewer (or other) chips, or lack the ideal-array scores: dropped
+            # before the new configuration is written, so that an interrupted call never leaves them
+            # beside it looking finished.
             # What they say about the training is kept first (runs trained before trained.json).
             if not exp.train.method.on_chip and not exp.run.pretrained and not (out / TRAINED).exists():
-                old_metrics = _read_json(out / "metrics.json")
-                write_json(out / TRAINED, {k: old_metrics[k] for k in _TRAINING_KEYS if k in old_metrics})
+                write_json(out / TRAINED, {k: finished[k] for k in _TRAINING_KEYS if k in finished})
             (out / "metrics.json").unlink()
     write_text(config_path, to_toml(exp.to_sections()))
     device = exp.run.device.resolve()
@@ -413,6 +414,13 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
             "seconds_per_chip": sum(done[c]["seconds"] for c in chips) / len(chips)} | (
         {"ideal_array_accuracies": [done[c].get(IDEAL_SCORE) for c in chips],
          "students_loaded": ["student_from" in done[c] for c in chips]} if ideal_hw != exp.hw else {})
+
+
+def _lacks_ideal_scores(exp: Experiment, metrics: dict) -> bool:
+    """Whether a finished on-chip run off the ideal array predates runs scoring their students on
+    the ideal array (:data:`IDEAL_SCORE`): such a run is taken up again, which redoes no chip and
+    backfills the scores its student files allow."""
+    return exp.train.method.on_chip and exp.hw.on_ideal_array() != exp.hw and "students_loaded" not in metrics
 
 
 IDEAL_SCORE = "ideal_array"

@@ -137,15 +137,19 @@ def test_students_from_loads_the_same_students_instead_of_retraining(teacher_run
     on_ideal = json.loads((ideal / "chips.json").read_text())["0"]
     assert "ideal_array" not in on_ideal and mine["ideal_array"] == theirs["ideal_array"] == on_ideal["retrained"]
     assert json.loads((loaded / "metrics.json").read_text())["ideal_array_accuracies"] == [on_ideal["retrained"]]
-    # A chip recorded without that score (before runs kept it) is scored from its student file on resume.
-    chips = json.loads((retrained / "chips.json").read_text())
-    del chips["0"]["ideal_array"]
+    # A run finished before runs kept that score is taken up again by the same command, redoing no
+    # chip, and scores its chips from their student files.
+    chips, metrics = (json.loads((retrained / f).read_text()) for f in ("chips.json", "metrics.json"))
+    del chips["0"]["ideal_array"], metrics["ideal_array_accuracies"], metrics["students_loaded"]
     (retrained / "chips.json").write_text(json.dumps(chips))
+    (retrained / "metrics.json").write_text(json.dumps(metrics))
+    assert invoke("train", "--out", retrained, "--chips", 1, *ir).exit_code == 0
+    assert not fitted
+    assert json.loads((retrained / "chips.json").read_text())["0"]["ideal_array"] == on_ideal["retrained"]
+    assert json.loads((retrained / "metrics.json").read_text())["students_loaded"] == [False]
     # Pointing an existing run at a student source is no change of configuration.
     res = invoke("train", "--out", retrained, "--chips", 1, *ir, "--set", f"run.students_from={ideal}")
     assert res.exit_code == 0, res.output
-    assert json.loads((retrained / "chips.json").read_text())["0"]["ideal_array"] == on_ideal["retrained"]
-    assert json.loads((retrained / "metrics.json").read_text())["students_loaded"] == [False]
     # On the ideal array: programming variation plays no part in retraining, so that run's students
     # are the same too; chips the source lacks are retrained.
     res = invoke("train", "--out", tmp_path / "varied", "--chips", 2, *common, "--set", "hardware.prog_sigma=0.3",

@@ -52,7 +52,7 @@ def _delta(d: MonteCarloStats | None) -> str:
     return "—" if d is None else f"{100 * d.mean:+.2f} ± {100 * d.ci95:.2f}"
 
 
-def on_ideal_array(twin: dict, run: dict) -> tuple[dict, list[bool]]:
+def ideal_array_side(twin: dict, run: dict) -> tuple[dict, list[bool]]:
     """The ideal-array side of an on-chip IR-drop run's per-chip Δ: per chip, the run's own student
     scored on the ideal array (``run["ideal_array_accuracies"]``) or, where it was not, the ideal
     twin's student of that chip (``twin["hardware"]``) — the same student when the run loaded it
@@ -78,9 +78,9 @@ def on_ideal_array(twin: dict, run: dict) -> tuple[dict, list[bool]]:
 def _delta_row(prefix: str, twins: dict, key: tuple, cell: dict, methods: tuple[str, ...]) -> list[str]:
     """The Δ-table row of one table row: ``prefix`` (its leading cells), the chips paired and, per
     method, the IR-drop run (``cell[method]``) − the same chip on the ideal array
-    (:func:`on_ideal_array`, with its twin ``twins[key + (method,)]``); the chips-paired cell
+    (:func:`ideal_array_side`, with its twin ``twins[key + (method,)]``); the chips-paired cell
     counts the chips whose Δ pairs with a student retrained apart. No row when no method pairs."""
-    sides = {m: on_ideal_array(twins[key + (m,)], cell[m]) for m in cell if key + (m,) in twins}
+    sides = {m: ideal_array_side(twins[key + (m,)], cell[m]) for m in cell if key + (m,) in twins}
     d = {m: paired(ideal, cell[m]["hardware"]) for m, (ideal, _) in sides.items()}
     if not any(d.values()):
         return []

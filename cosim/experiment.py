@@ -307,6 +307,10 @@ TRAINED = "trained.json"
 """An off-chip run's record of its finished training, written beside ``model.pt`` once it is
 saved: a run evaluated again on another number of chips loads the model instead of retraining."""
 _TRAINING_KEYS = ("history", "beta_search", "beta")
+IDEAL_SCORE = "ideal_array"
+"""``chips.json`` key of an on-chip run off the ideal array (IR drop on): its student's accuracy
+on the same chip of the ideal array, so that the IR-drop − ideal difference pairs each chip with
+its own student. Missing for chips recorded before runs kept it whose student file is gone."""
 
 
 def _trained_model(exp: Experiment, train_data: ImageData, out: Path, reporter: Reporter) -> tuple[nn.Module, dict]:
@@ -369,11 +373,15 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
     done_path = out / "chips.json"
     done: dict = _read_json(done_path) if done_path.exists() else {}
     ideal_hw = exp.hw.on_ideal_array()
+    scores_ideal = ideal_hw != exp.hw  # off the ideal array: each student is scored on it too
     for k in range(exp.run.chips):
         chip = exp.train.chip_seed + k
         if str(chip) in done:
-            if _backfill_ideal_score(done[str(chip)], exp, ideal_hw, out / "students" / f"chip-{chip}.pt", chip,
-                                     test_data):
+            saved = out / "students" / f"chip-{chip}.pt"
+            if scores_ideal and IDEAL_SCORE not in done[str(chip)] and saved.is_file():
+                # Recorded before runs kept this score: scored from the saved student.
+                model = load_model(saved, exp.run.model, shape, train_data.classes).to(train_data.images.device)
+                done[str(chip)][IDEAL_SCORE] = _on_chip_accuracy(model, ideal_hw, chip, test_data)
                 write_json(done_path, done)
             continue
         record = source_done.get(str(chip)) if source and (source / "students" / f"chip-{chip}.pt").exists() else None
@@ -390,14 +398,14 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
             model = result.model
         save_model(out / "students" / f"chip-{chip}.pt", model, exp.run.model, {"chip_seed": chip})
         # A trained student holds its own chip; a loaded one (digital weights) is put on it.
-        student = model if train_hw == exp.hw and not record else faulty_student(unconvert(model), exp.hw, chip)
+        score = (digital_accuracy(model, test_data) if train_hw == exp.hw and not record
+                 else _on_chip_accuracy(model, exp.hw, chip, test_data))
         done[str(chip)] = {
-            "retrained": digital_accuracy(student, test_data),
+            "retrained": score,
             "unretrained": _unretrained_accuracy(cache, teacher, exp.hw, chip, test_data),
             "seconds": seconds, "history": history,
         } | ({"student_from": str(source)} if record else {}) | (
-            {IDEAL_SCORE: digital_accuracy(faulty_student(unconvert(model), ideal_hw, chip), test_data)}
-            if ideal_hw != exp.hw else {})
+            {IDEAL_SCORE: _on_chip_accuracy(model, ideal_hw, chip, test_data)} if scores_ideal else {})
         write_json(done_path, done)
         # The chip is recorded and its student saved: its checkpoint (optimizer and chip state,
         # ~50 MB for a LeNet chip) would only fill the disk.
@@ -413,7 +421,7 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
     return {"teacher_accuracy": teacher_acc, "hardware": stats.to_dict(), "unretrained": before.to_dict(),
             "seconds_per_chip": sum(done[c]["seconds"] for c in chips) / len(chips)} | (
         {"ideal_array_accuracies": [done[c].get(IDEAL_SCORE) for c in chips],
-         "students_loaded": ["student_from" in done[c] for c in chips]} if ideal_hw != exp.hw else {})
+         "students_loaded": ["student_from" in done[c] for c in chips]} if scores_ideal else {})
 
 
 def _lacks_ideal_scores(exp: Experiment, metrics: dict) -> bool:
@@ -423,22 +431,9 @@ def _lacks_ideal_scores(exp: Experiment, metrics: dict) -> bool:
     return exp.train.method.on_chip and exp.hw.on_ideal_array() != exp.hw and "students_loaded" not in metrics
 
 
-IDEAL_SCORE = "ideal_array"
-"""``chips.json`` key of an on-chip run off the ideal array (IR drop on): its student's accuracy
-on the same chip of the ideal array, so that the IR-drop − ideal difference pairs each chip with
-its own student. Missing for chips recorded before runs kept it whose student file is gone."""
-
-
-def _backfill_ideal_score(record: dict, exp: Experiment, ideal_hw: HardwareConfig, student: Path, chip: int,
-                          test_data: ImageData) -> bool:
-    """Score a chip recorded without :data:`IDEAL_SCORE` on the ideal array from its saved
-    student, when the run is off the ideal array and the file is there; True when it did."""
-    if ideal_hw == exp.hw or IDEAL_SCORE in record or not student.is_file():
-        return False
-    shape = tuple(test_data.images.shape[1:])
-    model = load_model(student, exp.run.model, shape, test_data.classes).to(test_data.images.device)
-    record[IDEAL_SCORE] = digital_accuracy(faulty_student(unconvert(model), ideal_hw, chip), test_data)
-    return True
+def _on_chip_accuracy(model: nn.Module, hw: HardwareConfig, chip: int, test_data: ImageData) -> float:
+    """Test accuracy of ``model``'s digital weights written on chip ``chip`` of ``hw``."""
+    return digital_accuracy(faulty_student(unconvert(model), hw, chip), test_data)
 
 
 def _retraining_hardware(exp: Experiment) -> HardwareConfig:

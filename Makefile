@@ -33,6 +33,7 @@ bench: install data
 	$(PY) benchmarks/bench_layers.py
 	$(PY) benchmarks/bench_surrogate.py
 	$(PY) benchmarks/bench_montecarlo.py
+	$(PY) benchmarks/bench_chips.py
 	$(PY) benchmarks/bench_methods.py
 	$(PY) benchmarks/bench_spice.py
 

@@ -62,7 +62,15 @@ def draw_fault_map(shape: tuple[int, ...], faults: FaultSpec, rng: np.random.Gen
 
     Returns:
         A :class:`FaultMap`; ``P(code = TF) = p_tf``, ``P(SA1) = p_sa1``, ``P(SA0) = p_sa0``.
+
+    The generator always advances by the same draws, ``rng.random(shape)`` then
+    ``rng.normal(0, 1, shape)``, so what it draws next does not depend on the rates. With no fault
+    possible those draws are made in small chunks and discarded (the map is all zeros whatever
+    they are), which keeps a large fault-free array from costing two full-size temporaries.
     """
+    if faults.total_rate == 0:
+        _advance(rng, int(np.prod(shape, dtype=np.int64)))
+        return FaultMap(codes=np.zeros(shape, dtype=np.int8), theta=np.zeros(shape))
     u = rng.random(shape)
     codes = np.zeros(shape, dtype=np.int8)
     edges = np.cumsum([faults.p_tf, faults.p_sa1, faults.p_sa0])
@@ -72,6 +80,22 @@ def draw_fault_map(shape: tuple[int, ...], faults: FaultSpec, rng: np.random.Gen
     theta = rng.normal(0.0, 1.0, shape) * faults.tf_sigma
     theta = np.where(codes == FaultCode.TF, theta, 0.0)
     return FaultMap(codes=codes, theta=theta)
+
+
+_ADVANCE_CHUNK = 1 << 20
+"""Draws per chunk when :func:`draw_fault_map` only advances its generator (8 MB of scratch)."""
+
+
+def _advance(rng: np.random.Generator, count: int) -> None:
+    """Advance ``rng`` exactly as ``rng.random(count)`` then ``rng.normal(0, 1, count)`` would.
+
+    Both are sequential per value (one 64-bit word per uniform, ziggurat normals), so chunks
+    consume the stream as one call does.
+    """
+    scratch = np.empty(max(1, min(count, _ADVANCE_CHUNK)))
+    for draw in (rng.random, rng.standard_normal):
+        for start in range(0, count, scratch.size):
+            draw(out=scratch[: min(scratch.size, count - start)])
 
 
 def apply_faults(conductance_siemens: np.ndarray, fault_map: FaultMap, device: DeviceSpec) -> np.ndarray:

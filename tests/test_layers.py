@@ -311,10 +311,13 @@ def test_adc_per_tile_and_slice_matches_a_plain_loop():
 
 def test_chips_are_prefix_stable_and_grouped_conv_equals_each_chip():
     hw = HardwareConfig(faults=FaultSpec(), prog_sigma=0.2)
-    many = chip_module.draw_chips((12, 5), hw, 5, seed=9)
+    many = chip_module.draw_chips((12, 5), hw, 5, seed=9, workers=1)
     one = chip_module.draw_chips((12, 5), hw, 1, seed=9, first_chip=3)
     assert torch.equal(many.codes[3:4], one.codes) and torch.equal(many.theta[3:4], one.theta)
     assert torch.equal(many.prog_noise[3:4], one.prog_noise)
+    threads = chip_module.draw_chips((12, 5), hw, 5, seed=9, workers=3)  # chips drawn side by side
+    assert all(torch.equal(a, b) for a, b in zip((many.codes, many.theta, many.prog_noise),
+                                                (threads.codes, threads.theta, threads.prog_noise)))
     assert not torch.equal(many.codes[2], many.codes[3])
     torch.manual_seed(6)
     conv = CrossbarConv2d(3, 4, 3, padding=1, hw=hw, n_chips=3, seed=9)
@@ -325,6 +328,24 @@ def test_chips_are_prefix_stable_and_grouped_conv_equals_each_chip():
             kernel = conv.realised_weights()[k].T.reshape(conv.weight.shape)
             torch.testing.assert_close(per_chip[k], F.conv2d(x, kernel, conv.bias, padding=1), rtol=1e-5, atol=1e-5)
     assert not torch.allclose(per_chip[0], per_chip[1])
+
+
+@pytest.mark.parametrize("faults", [FaultSpec(), NO_FAULTS], ids=["faulty", "fault-free"])
+@pytest.mark.parametrize("prog_sigma", [0.3, 0.0])
+def test_chip_k_follows_its_documented_stream(faults, prog_sigma):
+    """Chip k of seed s: ``default_rng([s, k])`` gives its fault map, then the programming
+    normals × σ_d × (2^K − 1); skipped draws (no faults, no variation) change no value."""
+    from cosim.device import draw_fault_map
+
+    hw = HardwareConfig(faults=faults, prog_sigma=prog_sigma)
+    draw = chip_module.draw_chips((7, 5), hw, 3, seed=4, first_chip=2)
+    for i, k in enumerate(range(2, 5)):
+        rng = np.random.default_rng([4, k])
+        fm = draw_fault_map((hw.polarities, hw.slices, 7, 5), faults, rng)
+        noise = rng.normal(0.0, 1.0, (hw.slices, 7, 5)) * (prog_sigma * hw.device_levels)
+        assert np.array_equal(draw.codes[i].numpy(), fm.codes) and np.array_equal(draw.theta[i].numpy(), fm.theta)
+        np.testing.assert_array_equal(draw.prog_noise[i].numpy(), noise)  # equal values (±0 alike)
+    assert bool((draw.prog_noise != 0).any()) == (prog_sigma > 0)
 
 
 def test_conv_adc_path_agrees_with_grouped_path_at_high_resolution():
@@ -340,12 +361,15 @@ def test_conv_adc_path_agrees_with_grouped_path_at_high_resolution():
     assert not torch.allclose(coarse(x), plain(x), atol=1e-3)
 
 
-def test_slice_levels_match_the_device_fault_model():
+@pytest.mark.parametrize("faults", [FaultSpec(p_tf=0.3, p_sa1=0.15, p_sa0=0.1, tf_sigma=0.4), NO_FAULTS],
+                         ids=["faulty", "fault-free"])
+def test_slice_levels_match_the_device_fault_model(faults):
     """The layer's affine chip response equals programming conductances and applying
-    :func:`cosim.device.apply_faults` (the one fault model) device by device."""
+    :func:`cosim.device.apply_faults` (the one fault model) device by device; a chip without
+    faults (whose response takes a shortcut) included."""
     from cosim.device import FaultMap, apply_faults
 
-    hw = HardwareConfig(faults=FaultSpec(p_tf=0.3, p_sa1=0.15, p_sa0=0.1, tf_sigma=0.4), prog_sigma=0.2)
+    hw = HardwareConfig(faults=faults, prog_sigma=0.2)
     layer = CrossbarLinear(12, 9, hw=hw, n_chips=2, seed=8, dtype=torch.float64)
     w = layer.weight.detach().T.numpy()
     parts, coef = layer._slices()

@@ -80,6 +80,23 @@ def test_same_seed_same_fault_map_and_different_seed_differs():
     assert not np.array_equal(a.codes, c.codes)
 
 
+@pytest.mark.parametrize("faults", [FaultSpec(), FaultSpec.none()], ids=["faulty", "fault-free"])
+def test_a_fault_map_always_takes_the_same_draws_from_its_generator(monkeypatch, faults):
+    """Whatever the rates, a map consumes ``random(shape)`` then ``normal(0, 1, shape)``, so the
+    draws after it (a chip's programming noise) do not depend on them. The fault-free map makes
+    those draws in chunks (here 7 values, so 45 values end in a partial chunk) and is all zeros."""
+    import cosim.device as device_module
+
+    monkeypatch.setattr(device_module, "_ADVANCE_CHUNK", 7)
+    rng, recipe = np.random.default_rng(11), np.random.default_rng(11)
+    fm = draw_fault_map((5, 9), faults, rng)
+    u, z = recipe.random((5, 9)), recipe.normal(0.0, 1.0, (5, 9))
+    assert np.array_equal(rng.random(20), recipe.random(20))  # the generators are at the same place
+    assert np.array_equal(fm.codes == FaultCode.TF, u < faults.p_tf)
+    assert np.array_equal(fm.theta, np.where(u < faults.p_tf, z * faults.tf_sigma, 0.0))
+    assert (fm.codes != FaultCode.NONE).any() == (faults.total_rate > 0)
+
+
 def test_apply_faults_sets_stuck_values_and_lognormal_resistance():
     device = DeviceSpec()
     g = np.full((100, 100), 5e-5)

@@ -9,6 +9,7 @@ deviation Δg in device levels (paper 002, eqs. 2–3). Device tensors have shap
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,26 +62,43 @@ class ChipDraw:
 
 
 def draw_chips(shape_in_out: tuple[int, int], hw: HardwareConfig, n_chips: int, seed: int,
-               first_chip: int = 0) -> ChipDraw:
+               first_chip: int = 0, workers: int | None = None) -> ChipDraw:
     """Draw chips ``first_chip … first_chip + n_chips − 1`` for an ``in × out`` weight matrix.
 
     Chip ``k`` is drawn from its own stream ``numpy.random.default_rng([seed, k])``, so it is the
     same whether it is drawn alone, among 3 or among 200 chips: Monte Carlo can run in chunks of
-    any size and give the same numbers.
+    any size and give the same numbers. The stream gives, in this order, the fault map of the
+    ``(P, S, in, out)`` devices (:func:`cosim.device.draw_fault_map`) and the programming
+    deviations ``N(0, 1) · prog_sigma · (2^K − 1)`` of the ``(S, in, out)`` active devices.
+
+    The arrays are filled in place: without faults (or without variation) the untouched parts
+    stay lazily allocated zeros, which is what lets a large network's chips be drawn quickly.
+    ``workers`` threads draw chips side by side (default: torch's thread count; numpy releases
+    the interpreter lock while it draws); each chip has its own stream, so the numbers do not
+    depend on how many.
     """
     full = (hw.polarities, hw.slices, *shape_in_out)
-    codes, theta, noise = [], [], []
-    for k in range(first_chip, first_chip + n_chips):
-        rng = np.random.default_rng([seed, k])
+    codes = np.zeros((n_chips, *full), dtype=np.int8)
+    theta = np.zeros((n_chips, *full))
+    noise = np.zeros((n_chips, hw.slices, *shape_in_out))
+
+    def draw(i: int) -> None:
+        rng = np.random.default_rng([seed, first_chip + i])
         fault_map = draw_fault_map(full, hw.faults, rng)
-        codes.append(fault_map.codes)
-        theta.append(fault_map.theta)
-        noise.append(rng.normal(0.0, 1.0, (hw.slices, *shape_in_out)) * (hw.prog_sigma * hw.device_levels))
-    return ChipDraw(
-        codes=torch.from_numpy(np.stack(codes)),
-        theta=torch.from_numpy(np.stack(theta)),
-        prog_noise=torch.from_numpy(np.stack(noise)),
-    )
+        if hw.faults.total_rate > 0:  # else the map is all zeros already
+            codes[i], theta[i] = fault_map.codes, fault_map.theta
+        if hw.prog_sigma > 0:  # the chip's last draw: skipping it changes no other draw
+            rng.standard_normal(out=noise[i])  # the values of rng.normal(0, 1, shape)
+            noise[i] *= hw.prog_sigma * hw.device_levels
+
+    workers = min(n_chips, workers or torch.get_num_threads())
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(draw, range(n_chips)))
+    else:
+        for i in range(n_chips):
+            draw(i)
+    return ChipDraw(codes=torch.from_numpy(codes), theta=torch.from_numpy(theta), prog_noise=torch.from_numpy(noise))
 
 
 @dataclass(frozen=True)
@@ -92,7 +110,8 @@ class ChipResponse:
     and ``−g⁻`` for a negative one; gains are 1 (healthy), ``e^{−θ}`` (TF) or 0 (stuck). Stored
     as ``gain = neg_gain + [w ≥ 0] · gain_sum`` with ``neg_gain = −g⁻``, ``gain_sum = g⁺ + g⁻``.
     The offset is what the faulty devices leak, ``(G⁺ − G⁻)`` at level 0, in level units.
-    All (n, S, in, out).
+    All (n, S, in, out), except that for a chip draw without faults the first three are
+    (1, 1, 1, 1), which broadcasts (and saves two full-size passes).
     """
 
     neg_gain: torch.Tensor
@@ -103,6 +122,10 @@ class ChipResponse:
 
 def chip_response(hw: HardwareConfig, chips: ChipDraw, dtype: torch.dtype) -> ChipResponse:
     """Precompute a chip's :class:`ChipResponse` once, so each weight update costs a few passes."""
+    noise = chips.prog_noise.to(dtype)
+    if not bool(chips.codes.any()):  # no faulty device: every gain 1, nothing leaks
+        one = torch.ones((1, 1, 1, 1), dtype=dtype, device=noise.device)
+        return ChipResponse(-one, 2 * one, 0 * one, noise)
     dev = hw.device
     per_level = (dev.g_on_siemens - dev.g_off_siemens) / hw.device_levels  # siemens per level
     decay = torch.where(chips.codes == FaultCode.TF, torch.exp(-chips.theta), torch.ones_like(chips.theta))
@@ -110,8 +133,7 @@ def chip_response(hw: HardwareConfig, chips: ChipDraw, dtype: torch.dtype) -> Ch
     gain = torch.where(stuck, torch.zeros_like(decay), decay)
     level0 = torch.where(chips.codes == FaultCode.SA1, dev.g_on_siemens, dev.g_off_siemens * decay)  # G at level 0
     offset = (level0[:, 0] - level0[:, 1]) / per_level
-    return ChipResponse((-gain[:, 1]).to(dtype), (gain[:, 0] + gain[:, 1]).to(dtype), offset.to(dtype),
-                        chips.prog_noise.to(dtype))
+    return ChipResponse((-gain[:, 1]).to(dtype), (gain[:, 0] + gain[:, 1]).to(dtype), offset.to(dtype), noise)
 
 
 def _digits(w: torch.Tensor, hw: HardwareConfig) -> tuple[torch.Tensor, torch.Tensor]:

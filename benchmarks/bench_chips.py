@@ -51,10 +51,14 @@ def chip_seconds(model: torch.nn.Module, hw: HardwareConfig, passes: int, per_pa
     return draw / chips, forward / chips
 
 
-def draw_only_seconds(model: torch.nn.Module, hw: HardwareConfig, per_pass: int, workers: int) -> float:
+def matrix_shapes(model: torch.nn.Module) -> list[tuple[int, int]]:
+    """(in, out) of every layer a crossbar holds, as :func:`cosim.layers.convert` maps it."""
+    return [(m.weight[0].numel(), m.weight.shape[0]) for m in model.modules()
+            if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+
+
+def draw_only_seconds(shapes: list[tuple[int, int]], hw: HardwareConfig, per_pass: int, workers: int) -> float:
     """Seconds per chip to draw ``per_pass`` chips of every layer with ``workers`` threads."""
-    shapes = [(m.weight[0].numel(), m.weight.shape[0]) for m in model.modules()
-              if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
     t0 = time.perf_counter()
     for shape in shapes:
         draw_chips(shape, hw, per_pass, seed=0, workers=workers)
@@ -76,14 +80,15 @@ def main() -> None:
         torch.manual_seed(0)
         model = build_model(name).eval()
         x = torch.randn(args.images, 1, 28, 28)
-        weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)))
+        shapes = matrix_shapes(model)
+        weights = sum(n_in * n_out for n_in, n_out in shapes)
         for label, hw in cases.items():
             draw, forward = chip_seconds(model, hw, args.passes, args.per_pass, x)
             print(f"{name} ({weights / 1e6:.2f} M weights), {label}: draw + weights {draw:.2f} s per chip, "
                   f"forward {forward:.2f} s; draw = {draw / forward:.2f}x the forward of {args.images} images")
             threads = torch.get_num_threads()
             if threads > 1:
-                one, many = (draw_only_seconds(model, hw, args.per_pass, w) for w in (1, threads))
+                one, many = (draw_only_seconds(shapes, hw, args.per_pass, w) for w in (1, threads))
                 print(f"  the draws alone: {one:.2f} s per chip on 1 thread, {many:.2f} s on {threads} "
                       f"({one / many:.2f}x faster)")
 

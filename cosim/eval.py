@@ -3,13 +3,17 @@
 A chip is one seeded draw of every crossbar layer's faults and variation. ``evaluate`` converts
 a copy of a trained model to crossbar layers, runs the test set through ``n_chips`` chips —
 several chips per forward pass, chip-major in the batch — and summarises the per-chip accuracy.
+Chips are prefix-stable, so an evaluation keeps a per-chip :class:`ChipTally`: given back to
+``evaluate``, it extends the evaluation to more chips, or resumes an interrupted one, without
+running the chips it holds again.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -20,6 +24,67 @@ from cosim.data import ImageData
 from cosim.errors import SpecError
 from cosim.layers import HardwareConfig, convert, crossbar_layers, hold_chips, repeat_for_chips, unconvert
 from cosim.report import NullReporter, Reporter
+
+
+@dataclass(frozen=True)
+class ChipTally:
+    """Per-chip counts of a Monte Carlo evaluation, chips ``0 … n − 1`` in order: all that is
+    needed to extend it to more chips, cut it to fewer, or resume it.
+
+    Attributes:
+        correct: (n,) test images each chip classified correctly.
+        nll: per chip from chip ``n_pooled`` on, the sum of ``−log p_label`` (nats, at the
+            evaluation's temperature) over that chip's correct predictions.
+        pooled_nll: the same sum over chips ``0 … n_pooled − 1`` together. Records written before
+            per-chip sums were kept hold only their EKL, whose total this is (EKL × their correct
+            predictions).
+        n_pooled: how many chips ``pooled_nll`` covers (0: every chip has its own sum).
+    """
+
+    correct: tuple[int, ...] = ()
+    nll: tuple[float, ...] = ()
+    pooled_nll: float = 0.0
+    n_pooled: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.nll) != len(self.correct) - self.n_pooled or self.n_pooled < 0:
+            raise SpecError(f"a chip tally needs one NLL sum per chip after the {self.n_pooled} pooled ones, "
+                            f"got {len(self.nll)} sums for {len(self.correct)} chips.")
+
+    def __len__(self) -> int:
+        return len(self.correct)
+
+    @property
+    def ekl(self) -> float:
+        """Mean ``−log p_label`` over every correct prediction of every chip (NaN if none)."""
+        hits = sum(self.correct)
+        return (self.pooled_nll + math.fsum(self.nll)) / hits if hits else math.nan
+
+    def head(self, n: int) -> ChipTally:
+        """Chips ``0 … n − 1``; empty when ``n`` splits the pooled chips, whose sums are not apart."""
+        if n >= len(self):
+            return self
+        if n < self.n_pooled:
+            return ChipTally()
+        return replace(self, correct=self.correct[:n], nll=self.nll[: n - self.n_pooled])
+
+    def plus(self, correct: int, nll: float) -> ChipTally:
+        """This tally with the next chip appended."""
+        return replace(self, correct=(*self.correct, int(correct)), nll=(*self.nll, float(nll)))
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form."""
+        return {"correct": list(self.correct), "nll": list(self.nll), "pooled_nll": self.pooled_nll,
+                "n_pooled": self.n_pooled}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ChipTally:
+        """Inverse of :meth:`to_dict`; refuses anything else with a :class:`SpecError`."""
+        try:
+            return cls(tuple(int(c) for c in d["correct"]), tuple(float(v) for v in d["nll"]),
+                       float(d["pooled_nll"]), int(d["n_pooled"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise SpecError(f"not a chip tally: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -39,6 +104,8 @@ class MonteCarloStats:
         ekl: expected KL divergence of correct predictions, nats: mean of ``−log p_label`` over
             every correct prediction of every chip (paper 002, Fig. 4).
         accuracies: per-chip accuracies, in chip order.
+        tally: the per-chip counts behind ``accuracies`` and ``ekl`` (empty when the statistics
+            were summarised from accuracies alone).
     """
 
     n_chips: int
@@ -51,14 +118,19 @@ class MonteCarloStats:
     recovery: float
     ekl: float
     accuracies: tuple[float, ...]
+    tally: ChipTally = ChipTally()
 
     def to_dict(self) -> dict:
-        """Plain-JSON form."""
-        return asdict(self) | {"accuracies": list(self.accuracies)}
+        """Plain-JSON form (the tally only where there is one)."""
+        d = asdict(self) | {"accuracies": list(self.accuracies)}
+        del d["tally"]
+        return d | ({"tally": self.tally.to_dict()} if len(self.tally) else {})
 
 
-def summarise(accuracies: np.ndarray, ideal: float, reference: float, ekl: float, n_images: int) -> MonteCarloStats:
-    """Mean, std, 95 % CI, 1st percentile and recovery of per-chip accuracies."""
+def summarise(accuracies: np.ndarray, ideal: float, reference: float, ekl: float, n_images: int,
+              tally: ChipTally = ChipTally()) -> MonteCarloStats:
+    """Mean, std, 95 % CI, 1st percentile and recovery of per-chip accuracies (``tally``: the
+    counts they came from, kept in the result)."""
     acc = np.asarray(accuracies, dtype=np.float64)
     n = acc.size
     std = float(acc.std(ddof=1)) if n > 1 else 0.0
@@ -66,7 +138,7 @@ def summarise(accuracies: np.ndarray, ideal: float, reference: float, ekl: float
     return MonteCarloStats(
         n_chips=n, n_images=n_images, ideal_accuracy=ideal, mean=float(acc.mean()), std=std, ci95=float(ci),
         p1=float(np.percentile(acc, 1)), recovery=float(acc.mean() / reference) if reference > 0 else math.nan,
-        ekl=ekl, accuracies=tuple(float(a) for a in acc),
+        ekl=ekl, accuracies=tuple(float(a) for a in acc), tally=tally,
     )
 
 
@@ -85,7 +157,8 @@ def digital_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000) 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: ImageData, hw: HardwareConfig, n_chips: int = 200, seed: int = 0,
              chips_per_pass: int = 8, batch_size: int = 500, reference_accuracy: float | None = None,
-             reporter: Reporter | None = None, temperature: float = 1.0) -> MonteCarloStats:
+             reporter: Reporter | None = None, temperature: float = 1.0, done: ChipTally = ChipTally(),
+             on_pass: Callable[[ChipTally], None] | None = None) -> MonteCarloStats:
     """Monte Carlo accuracy of ``model`` over chips ``0 … n_chips − 1`` drawn from ``seed``.
 
     Args:
@@ -105,6 +178,12 @@ def evaluate(model: nn.Module, data: ImageData, hw: HardwareConfig, n_chips: int
             change). OVF's training combination scales the backbone's logits by ``1/(N+1)``, so an
             OVF model's logits come out about ``N+1`` times larger than a GNI model's; comparing
             EKL at ``temperature = N+1`` removes that scale.
+        done: chips already evaluated, from an earlier call on the same model, data, hardware,
+            seed and temperature (its ``tally``): they are not run again, only chips
+            ``len(done) … n_chips − 1`` are. A longer tally is cut to ``n_chips``. The result
+            equals a fresh evaluation's (EKL to float rounding).
+        on_pass: called after every pass with the tally so far (to save it, so that an
+            interrupted evaluation resumes where it stopped).
     """
     if n_chips < 1 or chips_per_pass < 1 or batch_size < 1:
         raise SpecError("n_chips, chips_per_pass and batch_size must be >= 1.")
@@ -117,25 +196,29 @@ def evaluate(model: nn.Module, data: ImageData, hw: HardwareConfig, n_chips: int
     hw_model = convert(digital, hw, n_chips=1, seed=seed).eval()
     if not crossbar_layers(hw_model):
         raise SpecError("the model has no Linear or Conv2d layer to put on crossbars.")
-    correct = np.zeros(n_chips, dtype=np.int64)
-    ekl_sum, ekl_count = 0.0, 0
+    tally = done.head(n_chips)
     reporter.start(n_chips, f"Monte Carlo over {n_chips} chips")
+    reporter.advance(len(tally))
     try:
-        for first in range(0, n_chips, chips_per_pass):
+        for first in range(len(tally), n_chips, chips_per_pass):
             k = min(chips_per_pass, n_chips - first)
             hold_chips(hw_model, k, first)
+            correct = torch.zeros(k, dtype=torch.int64, device=device)
+            nll = torch.zeros(k, dtype=torch.float64, device=device)
             for i in range(0, len(data), batch_size):
                 x = data.images[i : i + batch_size].to(device)
                 y = data.labels[i : i + batch_size].to(device)
                 logp = torch.log_softmax(hw_model(repeat_for_chips(x, k)).float() / temperature, dim=1).reshape(k, x.shape[0], -1)
                 hit = logp.argmax(dim=2) == y.unsqueeze(0)
-                correct[first : first + k] += hit.sum(dim=1).cpu().numpy()
+                correct += hit.sum(dim=1)
                 label_logp = logp.gather(2, y.view(1, -1, 1).expand(k, -1, 1)).squeeze(2)
-                ekl_sum += float(-label_logp[hit].sum())
-                ekl_count += int(hit.sum())
+                nll -= torch.where(hit, label_logp, 0.0).double().sum(dim=1)
+            for c, v in zip(correct.tolist(), nll.tolist()):
+                tally = tally.plus(c, v)
+            if on_pass is not None:
+                on_pass(tally)
             reporter.advance(k)
     finally:
         reporter.finish()
-    ekl = ekl_sum / ekl_count if ekl_count else math.nan
     ref = ideal if reference_accuracy is None else reference_accuracy
-    return summarise(correct / len(data), ideal, ref, ekl, len(data))
+    return summarise(np.asarray(tally.correct) / len(data), ideal, ref, tally.ekl, len(data), tally)

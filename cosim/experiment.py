@@ -4,7 +4,8 @@ A run directory holds ``config.toml`` (everything needed to redo it, seeds inclu
 ``metrics.json``, ``model.pt`` (digital weights; for on-chip methods one file per retrained
 chip under ``students/``), checkpoints under ``checkpoints/`` and PNG plots. Re-running the
 same command on the same directory resumes: finished chips are skipped, an interrupted one
-continues from its checkpoint.
+continues from its checkpoint, and a Monte Carlo evaluation continues from ``evaluation.json``
+(its chips so far). Evaluated again on more chips, a run evaluates only the new ones.
 
 Config sections: ``[run]`` (:class:`RunConfig`), ``[train]`` (:class:`cosim.train.TrainConfig`)
 and ``[hardware]`` (:class:`cosim.layers.HardwareConfig` fields, plus the fault rates ``p_tf``,
@@ -29,7 +30,7 @@ from torch import nn
 
 from cosim.data import DatasetName, ImageData, Split, load_dataset
 from cosim.errors import SpecError
-from cosim.eval import digital_accuracy, evaluate, summarise
+from cosim.eval import ChipTally, digital_accuracy, evaluate, summarise
 from cosim.fileio import atomic_path, read_json, write_json, write_text
 from cosim.layers import HardwareConfig, unconvert
 from cosim.models import ModelName, build_model
@@ -273,6 +274,8 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
             # What they say about the training is kept first (runs trained before trained.json).
             if not exp.train.method.on_chip and not exp.run.pretrained and not (out / TRAINED).exists():
                 write_json(out / TRAINED, {k: finished[k] for k in _TRAINING_KEYS if k in finished})
+            if not exp.train.method.on_chip and "hardware" in finished:  # its chips are kept too
+                _save_tally(out, exp, finished.get("device", ""), _recorded_tally(finished["hardware"]))
             (out / "metrics.json").unlink()
     write_text(config_path, to_toml(exp.to_sections()))
     device = exp.run.device.resolve()
@@ -292,7 +295,8 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
         model, trained = _trained_model(exp, train_data, out, reporter)
         metrics |= trained
         stats = evaluate(model, test_data, exp.hw, exp.run.eval_chips, exp.run.eval_seed,
-                         exp.run.chips_per_pass, reporter=reporter)
+                         exp.run.chips_per_pass, reporter=reporter, done=_saved_tally(out, exp, str(device)),
+                         on_pass=lambda tally: _save_tally(out, exp, str(device), tally))
         metrics |= {"digital_accuracy": stats.ideal_accuracy, "hardware": stats.to_dict()}
         if trained.get("history"):
             plot_loss(trained["history"], out / "loss.png", f"{exp.run.model.value} · {exp.train.method.value}")
@@ -300,7 +304,50 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
                                 out / "accuracy_per_chip.png", f"{exp.run.model.value} on {stats.n_chips} chips")
     metrics["wall_s"] = time.perf_counter() - t0
     write_json(out / "metrics.json", metrics)
+    (out / EVALUATION).unlink(missing_ok=True)  # metrics.json holds its tally now
     return metrics
+
+
+EVALUATION = "evaluation.json"
+"""An off-chip run's Monte Carlo chips so far (:class:`cosim.eval.ChipTally`), saved after every
+pass and when metrics for fewer chips are dropped; with the configuration it belongs to (all
+but ``run.eval_chips``) and the torch device, so that no other run's chips are ever taken."""
+EVALUATION_FORMAT = "cosim-evaluation"
+EVALUATION_VERSION = 1
+
+
+def _tally_key(exp: Experiment, device: str) -> dict:
+    return {"config": replace(exp, run=replace(exp.run, eval_chips=1)).to_sections(), "device": device}
+
+
+def _save_tally(out: Path, exp: Experiment, device: str, tally: ChipTally) -> None:
+    write_json(out / EVALUATION, {"encoding-type": EVALUATION_FORMAT, "encoding-version": EVALUATION_VERSION,
+                                  **_tally_key(exp, device), "tally": tally.to_dict()})
+
+
+def _saved_tally(out: Path, exp: Experiment, device: str) -> ChipTally:
+    """The chips an earlier call evaluated for this very run on this device; none otherwise."""
+    if not (out / EVALUATION).exists():
+        return ChipTally()
+    saved = _read_json(out / EVALUATION)
+    if (saved.get("encoding-type"), saved.get("encoding-version")) != (EVALUATION_FORMAT, EVALUATION_VERSION):
+        raise SpecError(f"{out / EVALUATION} is not a cosim evaluation record this version reads; delete it to "
+                        "evaluate its chips again.")
+    key = _tally_key(exp, device)
+    if {k: saved.get(k) for k in key} != json.loads(json.dumps(key)):
+        return ChipTally()  # another configuration's (or device's) chips: evaluated again
+    return ChipTally.from_dict(saved.get("tally"))
+
+
+def _recorded_tally(hardware: dict) -> ChipTally:
+    """The tally behind a ``metrics.json`` hardware record. Records written before tallies were
+    kept give their chips' correct counts (accuracy × images) and one pooled NLL sum
+    (EKL × correct predictions)."""
+    if "tally" in hardware:
+        return ChipTally.from_dict(hardware["tally"])
+    correct = tuple(round(a * hardware["n_images"]) for a in hardware["accuracies"])
+    hits = sum(correct)
+    return ChipTally(correct, (), hardware["ekl"] * hits if hits else 0.0, len(correct))
 
 
 TRAINED = "trained.json"

@@ -298,3 +298,52 @@ def test_more_evaluation_chips_reevaluate_the_trained_model_without_retraining(t
         assert regrown[key] == first[key]
     res = invoke("train", "--config", out / "config.toml", "--out", out, "--set", "train.epochs=2")
     assert res.exit_code == 1 and "another configuration" in res.output
+
+
+def test_more_evaluation_chips_run_only_the_new_chips_and_an_interrupted_evaluation_resumes(
+        tiny_mnist, tmp_path, monkeypatch):
+    import cosim.eval
+
+    held = []
+    real_hold = cosim.eval.hold_chips
+
+    def hold(model, n, first=0):
+        held.append(first)
+        if first in stop_at:
+            raise KeyboardInterrupt
+        real_hold(model, n, first)
+
+    stop_at: set[int] = set()
+    monkeypatch.setattr(cosim.eval, "hold_chips", hold)
+    args = ("train", "--data-dir", tiny_mnist, "--model", "mlp", "--epochs", 1, "--set", "run.chips_per_pass=1",
+            "--set", "hardware.prog_sigma=0.5", "--set", "hardware.p_sa1=0.2", "--eval-chips")
+    fresh_dir, out = tmp_path / "fresh", tmp_path / "grown"
+    assert invoke(*args, 9, "--out", fresh_dir).exit_code == 0
+    fresh = json.loads((fresh_dir / "metrics.json").read_text())["hardware"]
+    assert len(set(fresh["accuracies"])) > 1  # the chips differ, so a wrong chip offset shows
+    assert invoke(*args, 3, "--out", out).exit_code == 0
+    held.clear()
+    assert invoke(*args, 5, "--out", out).exit_code == 0
+    assert held == [3, 4]  # chips 0-2 were kept
+    # A record written before tallies were kept: its chips are kept too, EKL from the pooled sum.
+    m = json.loads((out / "metrics.json").read_text())
+    del m["hardware"]["tally"]
+    (out / "metrics.json").write_text(json.dumps(m))
+    held.clear()
+    stop_at.add(7)
+    assert invoke(*args, 9, "--out", out).exit_code != 0  # interrupted after chips 5 and 6
+    assert held == [5, 6, 7] and not (out / "metrics.json").exists()
+    assert len(json.loads((out / "evaluation.json").read_text())["tally"]["correct"]) == 7
+    other = tmp_path / "other"  # another configuration's chips are never taken
+    other.mkdir()
+    (other / "evaluation.json").write_bytes((out / "evaluation.json").read_bytes())
+    held.clear()
+    assert invoke(*args, 3, "--out", other, "--set", "hardware.prog_sigma=0.1").exit_code == 0
+    assert held == [0, 1, 2]
+    held.clear()
+    stop_at.clear()
+    assert invoke(*args, 9, "--out", out).exit_code == 0
+    assert held == [7, 8] and not (out / "evaluation.json").exists()
+    grown = json.loads((out / "metrics.json").read_text())["hardware"]
+    assert grown["accuracies"] == fresh["accuracies"] and grown["tally"]["n_pooled"] == 5
+    assert grown["ekl"] == pytest.approx(fresh["ekl"], rel=1e-6)

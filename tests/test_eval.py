@@ -9,7 +9,7 @@ from torch import nn
 
 from cosim.data import ImageData
 from cosim.errors import SpecError
-from cosim.eval import digital_accuracy, evaluate, summarise
+from cosim.eval import ChipTally, digital_accuracy, evaluate, summarise
 from cosim.layers import HardwareConfig
 from cosim.specs import FaultSpec
 
@@ -73,3 +73,45 @@ def test_temperature_equals_a_last_layer_scaled_down_on_the_same_chips():
     assert hot.ekl > evaluate(model, data, hw, n_chips=4, seed=5).ekl  # softer outputs, larger −log p
     with pytest.raises(SpecError, match="temperature must be a positive number"):
         evaluate(model, data, hw, n_chips=1, temperature=0.0)
+
+
+def test_an_evaluation_extended_or_cut_equals_a_fresh_one_and_runs_only_the_new_chips():
+    """Chips are prefix-stable, so chips 0–2 kept from one call and chips 3–6 run by the next give
+    the fresh 7-chip numbers; the kept chips are not run again (one on_pass call per new chip)."""
+    model, data = _problem(3)
+    hw = HardwareConfig(faults=FaultSpec(), prog_sigma=0.2, tile_rows=8, tile_cols=8)
+    fresh = evaluate(model, data, hw, n_chips=7, seed=2, chips_per_pass=3)
+    three = evaluate(model, data, hw, n_chips=3, seed=2)
+    passes = []
+    grown = evaluate(model, data, hw, n_chips=7, seed=2, chips_per_pass=1, done=three.tally,
+                     on_pass=lambda t: passes.append(len(t)))
+    assert passes == [4, 5, 6, 7]
+    assert grown.accuracies == fresh.accuracies and grown.tally.correct == fresh.tally.correct
+    assert grown.ekl == pytest.approx(fresh.ekl, rel=1e-6) and grown.ci95 == fresh.ci95
+    assert len(set(fresh.accuracies)) > 1  # the chips differ: a wrong chip offset could not pass
+    cut = evaluate(model, data, hw, n_chips=3, seed=2, done=fresh.tally, on_pass=passes.append)
+    assert cut.accuracies == three.accuracies and cut.ekl == pytest.approx(three.ekl, rel=1e-6)
+    assert passes == [4, 5, 6, 7]  # nothing was run
+    # The tally's EKL is the mean −log p_label over every correct prediction, as without it.
+    assert fresh.ekl == pytest.approx(sum(fresh.tally.nll) / sum(fresh.tally.correct), rel=1e-12)
+
+
+def test_a_pooled_tally_extends_and_refuses_to_be_split():
+    """Records from before per-chip sums hold one pooled NLL sum: extending them is exact, cutting
+    inside the pooled chips starts again (and still gives the fresh numbers)."""
+    model, data = _problem(4)
+    hw = HardwareConfig(faults=FaultSpec(), prog_sigma=0.2, tile_rows=8, tile_cols=8)
+    fresh = evaluate(model, data, hw, n_chips=5, seed=1)
+    old = evaluate(model, data, hw, n_chips=3, seed=1)
+    pooled = ChipTally(old.tally.correct, (), old.ekl * sum(old.tally.correct), 3)
+    grown = evaluate(model, data, hw, n_chips=5, seed=1, done=pooled)
+    assert grown.accuracies == fresh.accuracies and grown.ekl == pytest.approx(fresh.ekl, rel=1e-6)
+    assert grown.tally.n_pooled == 3 and len(grown.tally.nll) == 2
+    assert len(pooled.head(2)) == 0 and pooled.head(3) == pooled and len(grown.tally.head(4).nll) == 1
+    two = evaluate(model, data, hw, n_chips=2, seed=1, done=pooled)
+    assert two.accuracies == fresh.accuracies[:2]
+    assert ChipTally.from_dict(grown.tally.to_dict()) == grown.tally
+    with pytest.raises(SpecError, match="one NLL sum per chip"):
+        ChipTally((1, 2), (0.5,))
+    with pytest.raises(SpecError, match="not a chip tally"):
+        ChipTally.from_dict({"correct": [1]})

@@ -264,6 +264,10 @@ class Overrides:
     """Epochs of the on-chip retraining methods (partition: per block); 0 keeps."""
     retrain_limit: int | None = None
     """Training images the on-chip methods see (0 = all); ``None`` keeps."""
+    train_limit: int | None = None
+    """Training images of teachers and off-chip models (0 = all); ``None`` keeps."""
+    test_limit: int | None = None
+    """Test images every run is scored on (0 = all); ``None`` keeps."""
     dataset: str = ""
     """Data set instead of MNIST (e.g. ``fashion-mnist``); "" keeps."""
 
@@ -279,6 +283,10 @@ class Overrides:
             b = replace(b, retrain_epochs=self.retrain_epochs)
         if self.retrain_limit is not None:
             b = replace(b, retrain_limit=self.retrain_limit)
+        if self.train_limit is not None:
+            b = replace(b, train_limit=self.train_limit)
+        if self.test_limit is not None:
+            b = replace(b, test_limit=self.test_limit)
         if self.dataset:
             b = replace(b, dataset=self.dataset)
         return b
@@ -289,6 +297,8 @@ class Overrides:
                 + (f" --epochs {self.epochs}" if self.epochs else "")
                 + (f" --retrain-epochs {self.retrain_epochs}" if self.retrain_epochs else "")
                 + (f" --retrain-limit {self.retrain_limit}" if self.retrain_limit is not None else "")
+                + (f" --train-limit {self.train_limit}" if self.train_limit is not None else "")
+                + (f" --test-limit {self.test_limit}" if self.test_limit is not None else "")
                 + (f" --dataset {self.dataset}" if self.dataset else ""))
 
 
@@ -303,7 +313,8 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
         quick: the few-minute budget (:data:`QUICK`).
         ir_drop: evaluate on the calibrated surrogate (``device_models/default.h5``).
         data_dir: data directory passed to every run ("" = cache/fetch).
-        overrides: budget changes (models, chips, epochs, retraining budget, data set).
+        overrides: budget changes (models, chips, epochs, retraining budget, training and test
+            images, data set).
         ideal_out: with ``ir_drop``, the same experiment's folder without IR drop (default
             ``results/<name>[-<dataset>][-quick]``): papers 001/002 train (or reuse) their models
             and ideal-array evaluations there; paper 000 reads its ideal-array runs from there,

@@ -72,6 +72,8 @@ def test_reproduce_list_and_unknown():
 def test_overrides_reach_every_run_and_the_command():
     from pathlib import Path
 
+    from dataclasses import replace
+
     from cosim.reproduce import FULL, PAPER_MODELS, QUICK, ExperimentName, Overrides, plan
 
     assert all(set(b.models) <= set(PAPER_MODELS[n]) for n, b in FULL.items())  # tables look for these
@@ -87,6 +89,12 @@ def test_overrides_reach_every_run_and_the_command():
     teacher = next(r for r in runs if r.keys.get("role") == "teacher")
     assert teacher.sections["train"]["epochs"] == QUICK.teacher_epochs  # retraining overrides leave teachers alone
     assert o.flags() == " --model mlp --chips 7 --retrain-epochs 3 --retrain-limit 0"
+    limited = plan(ExperimentName.PAPER000_TABLE3, replace(o, train_limit=500, test_limit=0).apply(QUICK), "", False,
+                   Path("x"))
+    assert {r.sections["run"]["test_limit"] for r in limited} == {0} and QUICK.test_limit != 0
+    assert {r.sections["run"]["train_limit"] for r in limited if "method" in r.keys} == {0}  # retrain_limit
+    assert next(r for r in limited if r.keys.get("role") == "teacher").sections["run"]["train_limit"] == 500
+    assert replace(o, train_limit=500, test_limit=0).flags().endswith(" --train-limit 500 --test-limit 0")
     assert Overrides().apply(QUICK) == QUICK and Overrides().flags() == ""
 
 

@@ -166,7 +166,9 @@ def evaluate(model: nn.Module, data: ImageData, hw: HardwareConfig, n_chips: int
             first); it is not modified.
         data: the test set.
         hw: the hardware every chip follows.
-        n_chips: chips to evaluate.
+        n_chips: chips to evaluate. Hardware that draws nothing (no faults, ``prog_sigma`` 0) makes
+            every chip alike: one is run, and its counts stand for all ``n_chips`` (the numbers a
+            full evaluation gives).
         seed: the chip seed (layer seeds are spawned from it, as in :func:`cosim.layers.convert`).
         chips_per_pass: chips evaluated together in one forward pass (memory vs. speed only: the
             numbers do not depend on it).
@@ -190,35 +192,48 @@ def evaluate(model: nn.Module, data: ImageData, hw: HardwareConfig, n_chips: int
     if not (math.isfinite(temperature) and temperature > 0):
         raise SpecError(f"temperature must be a positive number, got {temperature!r}.")
     reporter = reporter or NullReporter()
-    device = next(model.parameters()).device
     digital = unconvert(copy.deepcopy(model)).eval()
     ideal = digital_accuracy(digital, data, batch_size)
     hw_model = convert(digital, hw, n_chips=1, seed=seed).eval()
     if not crossbar_layers(hw_model):
         raise SpecError("the model has no Linear or Conv2d layer to put on crossbars.")
     tally = done.head(n_chips)
-    reporter.start(n_chips, f"Monte Carlo over {n_chips} chips")
+    identical = hw.faults.total_rate == 0 and hw.prog_sigma == 0  # nothing is drawn: every chip is chip 0's copy
+    reporter.start(n_chips, f"Monte Carlo over {n_chips} chips" + (" (all alike: one is run)" if identical else ""))
     reporter.advance(len(tally))
     try:
-        for first in range(len(tally), n_chips, chips_per_pass):
-            k = min(chips_per_pass, n_chips - first)
-            hold_chips(hw_model, k, first)
-            correct = torch.zeros(k, dtype=torch.int64, device=device)
-            nll = torch.zeros(k, dtype=torch.float64, device=device)
-            for i in range(0, len(data), batch_size):
-                x = data.images[i : i + batch_size].to(device)
-                y = data.labels[i : i + batch_size].to(device)
-                logp = torch.log_softmax(hw_model(repeat_for_chips(x, k)).float() / temperature, dim=1).reshape(k, x.shape[0], -1)
-                hit = logp.argmax(dim=2) == y.unsqueeze(0)
-                correct += hit.sum(dim=1)
-                label_logp = logp.gather(2, y.view(1, -1, 1).expand(k, -1, 1)).squeeze(2)
-                nll -= torch.where(hit, label_logp, 0.0).double().sum(dim=1)
-            for c, v in zip(correct.tolist(), nll.tolist()):
+        while len(tally) < n_chips:
+            first = len(tally)
+            if identical and tally.nll:  # the same chip again: the same counts
+                counts = [(tally.correct[-1], tally.nll[-1])] * (n_chips - first)
+            else:
+                k = 1 if identical else min(chips_per_pass, n_chips - first)
+                hold_chips(hw_model, k, first)
+                counts = _chip_counts(hw_model, data, k, batch_size, temperature)
+            for c, v in counts:
                 tally = tally.plus(c, v)
             if on_pass is not None:
                 on_pass(tally)
-            reporter.advance(k)
+            reporter.advance(len(counts))
     finally:
         reporter.finish()
     ref = ideal if reference_accuracy is None else reference_accuracy
     return summarise(np.asarray(tally.correct) / len(data), ideal, ref, tally.ekl, len(data), tally)
+
+
+def _chip_counts(hw_model: nn.Module, data: ImageData, k: int, batch_size: int,
+                 temperature: float) -> list[tuple[int, float]]:
+    """(correct predictions, their summed ``−log p_label``) of each of the ``k`` chips ``hw_model``
+    holds, over all of ``data``."""
+    device = next(hw_model.parameters()).device
+    correct = torch.zeros(k, dtype=torch.int64, device=device)
+    nll = torch.zeros(k, dtype=torch.float64, device=device)
+    for i in range(0, len(data), batch_size):
+        x = data.images[i : i + batch_size].to(device)
+        y = data.labels[i : i + batch_size].to(device)
+        logp = torch.log_softmax(hw_model(repeat_for_chips(x, k)).float() / temperature, dim=1).reshape(k, x.shape[0], -1)
+        hit = logp.argmax(dim=2) == y.unsqueeze(0)
+        correct += hit.sum(dim=1)
+        label_logp = logp.gather(2, y.view(1, -1, 1).expand(k, -1, 1)).squeeze(2)
+        nll -= torch.where(hit, label_logp, 0.0).double().sum(dim=1)
+    return list(zip(correct.tolist(), nll.tolist()))

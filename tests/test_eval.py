@@ -35,9 +35,12 @@ def test_summary_statistics_by_hand():
 
 def test_no_hardware_effects_gives_the_digital_accuracy_and_its_ekl():
     model, data = _problem()
-    stats = evaluate(model, data, HardwareConfig(mapping="one_cell", faults=FaultSpec.none()), n_chips=3)
+    passes = []
+    stats = evaluate(model, data, HardwareConfig(mapping="one_cell", faults=FaultSpec.none()), n_chips=3,
+                     on_pass=lambda t: passes.append(len(t)))
     acc = digital_accuracy(model, data)
     assert stats.accuracies == (acc, acc, acc) and stats.std == 0 and stats.recovery == 1.0
+    assert passes == [1, 3]  # nothing is drawn, so chip 0 is run and stands for the others
     with torch.no_grad():
         logp = torch.log_softmax(model(data.images), dim=1)
     hit = logp.argmax(dim=1) == data.labels
@@ -115,3 +118,17 @@ def test_a_pooled_tally_extends_and_refuses_to_be_split():
         ChipTally((1, 2), (0.5,))
     with pytest.raises(SpecError, match="not a chip tally"):
         ChipTally.from_dict({"correct": [1]})
+
+
+def test_chips_that_draw_nothing_are_run_once_and_give_the_full_evaluations_numbers():
+    """σ_d = 1e-300 draws every chip (and changes no weight), so it is the full evaluation that
+    σ_d = 0's one-chip shortcut must equal, on the physical mapping."""
+    model, data = _problem(5)
+    passes = []
+    short = evaluate(model, data, HardwareConfig(tile_rows=8, tile_cols=8, weight_bits=4), n_chips=5, seed=1,
+                     chips_per_pass=2, on_pass=lambda t: passes.append(len(t)))
+    full = evaluate(model, data, HardwareConfig(tile_rows=8, tile_cols=8, weight_bits=4, prog_sigma=1e-300), n_chips=5, seed=1,
+                    chips_per_pass=2, on_pass=lambda t: passes.append(len(t)))
+    assert passes == [1, 5, 2, 4, 5]
+    assert short.accuracies == full.accuracies and short.ekl == pytest.approx(full.ekl, rel=1e-6)
+    assert short.accuracies[0] != digital_accuracy(model, data)  # quantised: the chip is not the digital model

@@ -4,7 +4,7 @@ A run directory holds ``config.toml`` (everything needed to redo it, seeds inclu
 ``metrics.json``, ``model.pt`` (digital weights; for on-chip methods one file per retrained
 chip under ``students/``), checkpoints under ``checkpoints/`` and PNG plots. Re-running the
 same command on the same directory resumes: finished chips are skipped, an interrupted one
-continues from its checkpoint, and a Monte Carlo evaluation continues from ``evaluation.json``
+continues from its checkpoint, and a Monte Carlo evaluation continues from ``chip_tally.json``
 (its chips so far). Evaluated again on more chips, a run evaluates only the new ones.
 
 Config sections: ``[run]`` (:class:`RunConfig`), ``[train]`` (:class:`cosim.train.TrainConfig`)
@@ -304,16 +304,16 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
                                 out / "accuracy_per_chip.png", f"{exp.run.model.value} on {stats.n_chips} chips")
     metrics["wall_s"] = time.perf_counter() - t0
     write_json(out / "metrics.json", metrics)
-    (out / EVALUATION).unlink(missing_ok=True)  # metrics.json holds its tally now
+    (out / TALLY).unlink(missing_ok=True)  # metrics.json holds its tally now
     return metrics
 
 
-EVALUATION = "evaluation.json"
+TALLY = "chip_tally.json"
 """An off-chip run's Monte Carlo chips so far (:class:`cosim.eval.ChipTally`), saved after every
 pass and when metrics for fewer chips are dropped; with the configuration it belongs to (all
 but ``run.eval_chips``) and the torch device, so that no other run's chips are ever taken."""
-EVALUATION_FORMAT = "cosim-evaluation"
-EVALUATION_VERSION = 1
+TALLY_FORMAT = "cosim-chip-tally"
+TALLY_VERSION = 1
 
 
 def _tally_key(exp: Experiment, device: str) -> dict:
@@ -321,17 +321,17 @@ def _tally_key(exp: Experiment, device: str) -> dict:
 
 
 def _save_tally(out: Path, exp: Experiment, device: str, tally: ChipTally) -> None:
-    write_json(out / EVALUATION, {"encoding-type": EVALUATION_FORMAT, "encoding-version": EVALUATION_VERSION,
+    write_json(out / TALLY, {"encoding-type": TALLY_FORMAT, "encoding-version": TALLY_VERSION,
                                   **_tally_key(exp, device), "tally": tally.to_dict()})
 
 
 def _saved_tally(out: Path, exp: Experiment, device: str) -> ChipTally:
     """The chips an earlier call evaluated for this very run on this device; none otherwise."""
-    if not (out / EVALUATION).exists():
+    if not (out / TALLY).exists():
         return ChipTally()
-    saved = _read_json(out / EVALUATION)
-    if (saved.get("encoding-type"), saved.get("encoding-version")) != (EVALUATION_FORMAT, EVALUATION_VERSION):
-        raise SpecError(f"{out / EVALUATION} is not a cosim evaluation record this version reads; delete it to "
+    saved = _read_json(out / TALLY)
+    if (saved.get("encoding-type"), saved.get("encoding-version")) != (TALLY_FORMAT, TALLY_VERSION):
+        raise SpecError(f"{out / TALLY} is not a chip tally this version of cosim reads; delete it to "
                         "evaluate its chips again.")
     key = _tally_key(exp, device)
     if {k: saved.get(k) for k in key} != json.loads(json.dumps(key)):

@@ -322,9 +322,11 @@ def test_more_evaluation_chips_run_only_the_new_chips_and_an_interrupted_evaluat
     fresh = json.loads((fresh_dir / "metrics.json").read_text())["hardware"]
     assert len(set(fresh["accuracies"])) > 1  # the chips differ, so a wrong chip offset shows
     assert invoke(*args, 3, "--out", out).exit_code == 0
+    assert invoke("evaluate", "--run", out, "--chips", 2).exit_code == 0  # writes <run>/evaluation.json
     held.clear()
     assert invoke(*args, 5, "--out", out).exit_code == 0
     assert held == [3, 4]  # chips 0-2 were kept
+    assert json.loads((out / "evaluation.json").read_text())["n_chips"] == 2  # cosim evaluate's file is left alone
     # A record written before tallies were kept: its chips are kept too, EKL from the pooled sum.
     m = json.loads((out / "metrics.json").read_text())
     del m["hardware"]["tally"]
@@ -333,17 +335,21 @@ def test_more_evaluation_chips_run_only_the_new_chips_and_an_interrupted_evaluat
     stop_at.add(7)
     assert invoke(*args, 9, "--out", out).exit_code != 0  # interrupted after chips 5 and 6
     assert held == [5, 6, 7] and not (out / "metrics.json").exists()
-    assert len(json.loads((out / "evaluation.json").read_text())["tally"]["correct"]) == 7
+    assert len(json.loads((out / "chip_tally.json").read_text())["tally"]["correct"]) == 7
     other = tmp_path / "other"  # another configuration's chips are never taken
     other.mkdir()
-    (other / "evaluation.json").write_bytes((out / "evaluation.json").read_bytes())
+    (other / "chip_tally.json").write_bytes((out / "chip_tally.json").read_bytes())
     held.clear()
     assert invoke(*args, 3, "--out", other, "--set", "hardware.prog_sigma=0.1").exit_code == 0
     assert held == [0, 1, 2]
     held.clear()
     stop_at.clear()
     assert invoke(*args, 9, "--out", out).exit_code == 0
-    assert held == [7, 8] and not (out / "evaluation.json").exists()
+    assert held == [7, 8] and not (out / "chip_tally.json").exists()
     grown = json.loads((out / "metrics.json").read_text())["hardware"]
     assert grown["accuracies"] == fresh["accuracies"] and grown["tally"]["n_pooled"] == 5
     assert grown["ekl"] == pytest.approx(fresh["ekl"], rel=1e-6)
+    (out / "metrics.json").unlink()  # as if interrupted, with a damaged tally: one clear message
+    (out / "chip_tally.json").write_text('{"tally": []}')
+    res = invoke(*args, 9, "--out", out)
+    assert res.exit_code == 1 and "is not a chip tally this version of cosim reads" in res.output

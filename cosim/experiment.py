@@ -322,7 +322,7 @@ def _tally_key(exp: Experiment, device: str) -> dict:
 
 def _save_tally(out: Path, exp: Experiment, device: str, tally: ChipTally) -> None:
     write_json(out / TALLY, {"encoding-type": TALLY_FORMAT, "encoding-version": TALLY_VERSION,
-                                  **_tally_key(exp, device), "tally": tally.to_dict()})
+                             **_tally_key(exp, device), "tally": tally.to_dict()})
 
 
 def _saved_tally(out: Path, exp: Experiment, device: str) -> ChipTally:

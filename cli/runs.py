@@ -95,9 +95,8 @@ def evaluate(
     hw = None
     if hardware is not None:
         hw = hardware_from_dict(read_toml(hardware).get("hardware", {}))
-    stats = evaluate_run(run, chips, RichReporter(), hw, temperature)
     dest = out or run / "evaluation.json"
-    write_json(dest, stats)
+    stats = evaluate_run(run, dest, chips, RichReporter(), hw, temperature)
     console.print(f"{stats['n_chips']} chips: mean {100 * stats['mean']:.2f} % ± {100 * stats['ci95']:.2f} (95 % CI), "
                   f"1st percentile {100 * stats['p1']:.2f} %, recovery {100 * stats['recovery']:.2f} %, "
                   f"EKL {stats['ekl']:.4f} → {dest}")

@@ -275,7 +275,8 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
             if not exp.train.method.on_chip and not exp.run.pretrained and not (out / TRAINED).exists():
                 write_json(out / TRAINED, {k: finished[k] for k in _TRAINING_KEYS if k in finished})
             if not exp.train.method.on_chip and "hardware" in finished:  # its chips are kept too
-                _save_tally(out, exp, finished.get("device", ""), _recorded_tally(finished["hardware"]))
+                _save_tally(out / TALLY, _tally_key(exp, finished.get("device", "")),
+                            _recorded_tally(finished["hardware"]))
             (out / "metrics.json").unlink()
     write_text(config_path, to_toml(exp.to_sections()))
     device = exp.run.device.resolve()
@@ -294,9 +295,10 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
     else:
         model, trained = _trained_model(exp, train_data, out, reporter)
         metrics |= trained
+        key = _tally_key(exp, str(device))
         stats = evaluate(model, test_data, exp.hw, exp.run.eval_chips, exp.run.eval_seed,
-                         exp.run.chips_per_pass, reporter=reporter, done=_saved_tally(out, exp, str(device)),
-                         on_pass=lambda tally: _save_tally(out, exp, str(device), tally))
+                         exp.run.chips_per_pass, reporter=reporter, done=_saved_tally(out / TALLY, key),
+                         on_pass=lambda tally: _save_tally(out / TALLY, key, tally))
         metrics |= {"digital_accuracy": stats.ideal_accuracy, "hardware": stats.to_dict()}
         if trained.get("history"):
             plot_loss(trained["history"], out / "loss.png", f"{exp.run.model.value} · {exp.train.method.value}")
@@ -317,23 +319,23 @@ TALLY_VERSION = 1
 
 
 def _tally_key(exp: Experiment, device: str) -> dict:
+    """What a run's chip tally belongs to: its whole configuration but ``eval_chips``, and the device."""
     return {"config": replace(exp, run=replace(exp.run, eval_chips=1)).to_sections(), "device": device}
 
 
-def _save_tally(out: Path, exp: Experiment, device: str, tally: ChipTally) -> None:
-    write_json(out / TALLY, {"encoding-type": TALLY_FORMAT, "encoding-version": TALLY_VERSION,
-                             **_tally_key(exp, device), "tally": tally.to_dict()})
+def _save_tally(path: Path, key: dict, tally: ChipTally) -> None:
+    write_json(path, {"encoding-type": TALLY_FORMAT, "encoding-version": TALLY_VERSION, **key,
+                      "tally": tally.to_dict()})
 
 
-def _saved_tally(out: Path, exp: Experiment, device: str) -> ChipTally:
-    """The chips an earlier call evaluated for this very run on this device; none otherwise."""
-    if not (out / TALLY).exists():
+def _saved_tally(path: Path, key: dict) -> ChipTally:
+    """The chips an earlier call saved to ``path`` for this very ``key``; none otherwise."""
+    if not path.exists():
         return ChipTally()
-    saved = _read_json(out / TALLY)
+    saved = _read_json(path)
     if (saved.get("encoding-type"), saved.get("encoding-version")) != (TALLY_FORMAT, TALLY_VERSION):
-        raise SpecError(f"{out / TALLY} is not a chip tally this version of cosim reads; delete it to "
+        raise SpecError(f"{path} is not a chip tally this version of cosim reads; delete it to "
                         "evaluate its chips again.")
-    key = _tally_key(exp, device)
     if {k: saved.get(k) for k in key} != json.loads(json.dumps(key)):
         return ChipTally()  # another configuration's (or device's) chips: evaluated again
     return ChipTally.from_dict(saved.get("tally"))
@@ -570,12 +572,14 @@ def _read_json(path: Path) -> dict:
     return read_json(path, "delete it to redo the chips it listed.")
 
 
-def evaluate_run(run_dir: Path, n_chips: int | None = None, reporter: Reporter | None = None,
+def evaluate_run(run_dir: Path, dest: Path, n_chips: int | None = None, reporter: Reporter | None = None,
                  hw: HardwareConfig | None = None, temperature: float = 1.0) -> dict:
     """Monte Carlo evaluation of a trained run's ``model.pt`` — or, for a run that evaluates
     another run's model (``run.pretrained``), of that model — optionally on other hardware; EKL
-    at logit ``temperature``, see :func:`cosim.eval.evaluate`."""
-    run_dir = Path(run_dir)
+    at logit ``temperature``, see :func:`cosim.eval.evaluate`. Written to the JSON file ``dest``
+    and returned. Until then the chips so far are saved beside it after every pass
+    (``<dest stem>.chip_tally.json``), so that the same call, interrupted, resumes."""
+    run_dir, dest = Path(run_dir), Path(dest)
     exp = Experiment.from_sections(read_toml(run_dir / "config.toml"))
     if exp.train.method.on_chip:
         raise SpecError(f"{run_dir} holds per-chip students ({exp.train.method.value}); their accuracies on their "
@@ -586,7 +590,13 @@ def evaluate_run(run_dir: Path, n_chips: int | None = None, reporter: Reporter |
     source = Path(exp.run.pretrained) if exp.run.pretrained else run_dir
     model = load_model(source, exp.run.model, tuple(test_data.images.shape[1:]), test_data.classes).to(device)
     hw = hw or exp.hw
+    progress = dest.with_suffix("." + TALLY)
+    key = _tally_key(exp, str(device)) | {"hardware": hardware_to_dict(hw), "temperature": temperature}
     stats = evaluate(model, test_data, hw, n_chips or exp.run.eval_chips, exp.run.eval_seed,
-                     exp.run.chips_per_pass, reporter=reporter, temperature=temperature)
-    return {"run": str(run_dir), "hardware_config": hardware_to_dict(hw), "temperature": temperature,
-            **stats.to_dict()}
+                     exp.run.chips_per_pass, reporter=reporter, temperature=temperature,
+                     done=_saved_tally(progress, key), on_pass=lambda tally: _save_tally(progress, key, tally))
+    result = {"run": str(run_dir), "hardware_config": hardware_to_dict(hw), "temperature": temperature,
+              **stats.to_dict()}
+    write_json(dest, result)
+    progress.unlink(missing_ok=True)  # dest holds the tally now
+    return result

@@ -349,6 +349,24 @@ def test_more_evaluation_chips_run_only_the_new_chips_and_an_interrupted_evaluat
     grown = json.loads((out / "metrics.json").read_text())["hardware"]
     assert grown["accuracies"] == fresh["accuracies"] and grown["tally"]["n_pooled"] == 5
     assert grown["ekl"] == pytest.approx(fresh["ekl"], rel=1e-6)
+    # cosim evaluate resumes too, from <out stem>.chip_tally.json, and only for the same question.
+    held.clear()
+    stop_at.add(4)
+    res = invoke("evaluate", "--run", fresh_dir, "--chips", 6, "--out", tmp_path / "e.json")
+    assert res.exit_code != 0 and held == [0, 1, 2, 3, 4] and not (tmp_path / "e.json").exists()
+    assert len(json.loads((tmp_path / "e.chip_tally.json").read_text())["tally"]["correct"]) == 4
+    held.clear()
+    stop_at.clear()
+    res = invoke("evaluate", "--run", fresh_dir, "--chips", 6, "--out", tmp_path / "e.json", "--temperature", 2)
+    assert res.exit_code == 0 and held == [0, 1, 2, 3, 4, 5]  # another temperature: nothing taken
+    (tmp_path / "e.json").unlink()
+    stop_at.add(4)
+    assert invoke("evaluate", "--run", fresh_dir, "--chips", 6, "--out", tmp_path / "e.json").exit_code != 0
+    held.clear()
+    stop_at.clear()
+    assert invoke("evaluate", "--run", fresh_dir, "--chips", 6, "--out", tmp_path / "e.json").exit_code == 0
+    assert held == [4, 5] and not (tmp_path / "e.chip_tally.json").exists()
+    assert json.loads((tmp_path / "e.json").read_text())["accuracies"] == fresh["accuracies"][:6]
     (out / "metrics.json").unlink()  # as if interrupted, with a damaged tally: one clear message
     (out / "chip_tally.json").write_text('{"tally": []}')
     res = invoke(*args, 9, "--out", out)

@@ -1,6 +1,7 @@
-"""Monte Carlo evaluation: statistics, chunk invariance, EKL, recovery."""
+"""Monte Carlo evaluation: statistics, chunk invariance, EKL, recovery, growing by chips, chips alike."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -125,10 +126,10 @@ def test_chips_that_draw_nothing_are_run_once_and_give_the_full_evaluations_numb
     σ_d = 0's one-chip shortcut must equal, on the physical mapping."""
     model, data = _problem(5)
     passes = []
-    short = evaluate(model, data, HardwareConfig(tile_rows=8, tile_cols=8, weight_bits=4), n_chips=5, seed=1,
-                     chips_per_pass=2, on_pass=lambda t: passes.append(len(t)))
-    full = evaluate(model, data, HardwareConfig(tile_rows=8, tile_cols=8, weight_bits=4, prog_sigma=1e-300), n_chips=5, seed=1,
-                    chips_per_pass=2, on_pass=lambda t: passes.append(len(t)))
+    hw = HardwareConfig(tile_rows=8, tile_cols=8, weight_bits=4)
+    short = evaluate(model, data, hw, n_chips=5, seed=1, chips_per_pass=2, on_pass=lambda t: passes.append(len(t)))
+    full = evaluate(model, data, replace(hw, prog_sigma=1e-300), n_chips=5, seed=1, chips_per_pass=2,
+                    on_pass=lambda t: passes.append(len(t)))
     assert passes == [1, 5, 2, 4, 5]
     assert short.accuracies == full.accuracies and short.ekl == pytest.approx(full.ekl, rel=1e-6)
     assert short.accuracies[0] != digital_accuracy(model, data)  # quantised: the chip is not the digital model

@@ -70,9 +70,8 @@ def test_reproduce_list_and_unknown():
 
 
 def test_overrides_reach_every_run_and_the_command():
-    from pathlib import Path
-
     from dataclasses import replace
+    from pathlib import Path
 
     from cosim.reproduce import FULL, PAPER_MODELS, QUICK, ExperimentName, Overrides, plan
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from cosim.data import ImageData
 from cosim.errors import SpecError
-from cosim.layers import HardwareConfig, convert, crossbar_layers, hold_chips, repeat_for_chips, unconvert
+from cosim.layers import HardwareConfig, chips_alike, convert, crossbar_layers, hold_chips, repeat_for_chips, unconvert
 from cosim.report import NullReporter, Reporter
 
 
@@ -198,7 +198,7 @@ def evaluate(model: nn.Module, data: ImageData, hw: HardwareConfig, n_chips: int
     if not crossbar_layers(hw_model):
         raise SpecError("the model has no Linear or Conv2d layer to put on crossbars.")
     tally = done.head(n_chips)
-    identical = hw.faults.total_rate == 0 and hw.prog_sigma == 0  # nothing is drawn: every chip is chip 0's copy
+    identical = chips_alike(hw)  # nothing is drawn: every chip is chip 0's copy
     reporter.start(n_chips, f"Monte Carlo over {n_chips} chips" + (" (all alike: one is run)" if identical else ""))
     reporter.advance(len(tally))
     try:

@@ -1,7 +1,7 @@
 """The fast torch crossbar layer: tiles, bit slices, differential pairs, faults, variation,
 DAC/ADC and the array models (DESIGN §4)."""
 
-from cosim.layers.chip import ChipDraw, draw_chips
+from cosim.layers.chip import ChipDraw, chips_alike, draw_chips
 from cosim.layers.config import ArrayModel, HardwareConfig, Mapping, WeightFormat
 from cosim.layers.modules import (
     CrossbarConv2d,
@@ -18,6 +18,7 @@ from cosim.layers.modules import (
 __all__ = [
     "ArrayModel",
     "ChipDraw",
+    "chips_alike",
     "CrossbarConv2d",
     "CrossbarLinear",
     "HardwareConfig",

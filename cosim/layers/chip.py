@@ -61,6 +61,12 @@ class ChipDraw:
         return ChipDraw(self.codes.to(device), self.theta.to(device), self.prog_noise.to(device))
 
 
+def chips_alike(hw: HardwareConfig) -> bool:
+    """Whether every chip of ``hw`` is the same: no fault can occur and there is no programming
+    variation, the only two things :func:`draw_chips` draws."""
+    return hw.faults.total_rate == 0 and hw.prog_sigma == 0
+
+
 def draw_chips(shape_in_out: tuple[int, int], hw: HardwareConfig, n_chips: int, seed: int,
                first_chip: int = 0, workers: int | None = None) -> ChipDraw:
     """Draw chips ``first_chip … first_chip + n_chips − 1`` for an ``in × out`` weight matrix.

@@ -20,7 +20,7 @@ import torch
 
 from cosim.data import load_dataset
 from cosim.eval import digital_accuracy, evaluate
-from cosim.experiment import load_model
+from cosim.runconfig import load_model
 from cosim.layers import HardwareConfig
 from cosim.models import build_model
 from cosim.specs import FaultSpec

@@ -14,7 +14,7 @@ from cosim.calibrate.fit import fit_surrogate
 from cosim.calibrate.store import netlist_hashes, read_model, read_raw, write_model
 from cosim.calibrate.validate import markdown_table, validate_model
 from cosim.errors import SpecError
-from cosim.experiment import read_toml
+from cosim.runconfig import read_toml
 from cosim.fileio import write_json, write_text
 from cosim.plots import plot_validation
 

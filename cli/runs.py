@@ -11,9 +11,10 @@ import typer
 from rich.table import Table
 
 from cosim.data import DatasetName, Split, default_cache_dir, fetch_mnist, load_dataset
-from cosim.experiment import Experiment, evaluate_run, hardware_from_dict, read_toml, train_run
+from cosim.experiment import evaluate_run, train_run
 from cosim.fileio import write_json
 from cosim.models import ModelName
+from cosim.runconfig import Experiment, hardware_from_dict, read_toml
 from cosim.train import Method
 
 from .common import RichReporter, console, friendly_errors

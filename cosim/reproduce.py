@@ -1,6 +1,6 @@
 """``cosim reproduce``: the source papers' experiments as lists of runs, plus their tables and plots.
 
-An experiment expands into named runs (each an :class:`cosim.experiment.Experiment`, run by
+An experiment expands into named runs (each an :class:`cosim.runconfig.Experiment`, run by
 :func:`cosim.experiment.train_run` into ``<out>/runs/<name>/``, so every run resumes), then
 gathers their ``metrics.json`` into ``<out>/table.md``, ``<out>/summary.json`` and PNG plots.
 ``quick`` shrinks every budget (data, epochs, chips) so a whole experiment takes minutes;
@@ -23,9 +23,10 @@ from enum import Enum
 from pathlib import Path
 
 from cosim.errors import SpecError
-from cosim.experiment import Experiment, train_run
+from cosim.experiment import train_run
 from cosim.fileio import read_json, write_json, write_text
 from cosim.report import NullReporter, Reporter
+from cosim.runconfig import Experiment
 from cosim.tables import run_key, table_paper000, table_paper001, table_paper002, table_partition_ovf
 
 MULTI_FAULT = {"p_tf": 0.1424, "p_sa1": 0.0904, "p_sa0": 0.0175, "tf_sigma": 0.2}

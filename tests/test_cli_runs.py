@@ -86,7 +86,7 @@ def test_students_retrain_without_programming_variation_and_meet_it_on_their_chi
 
     from cosim.data import load_dataset
     from cosim.eval import digital_accuracy
-    from cosim.experiment import Experiment, load_model, read_toml
+    from cosim.runconfig import Experiment, load_model, read_toml
     from cosim.train import faulty_student
 
     runs = {}

@@ -10,6 +10,7 @@ IR-drop numbers beside their twins with the per-chip (paired) difference.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,32 +76,47 @@ def ideal_array_side(twin: dict, run: dict) -> tuple[dict, list[bool]]:
     return {"accuracies": x, "n_images": run["hardware"]["n_images"]}, other
 
 
-def _delta_row(prefix: str, twins: dict, key: tuple, cell: dict, methods: tuple[str, ...]) -> list[str]:
-    """The Δ-table row of one table row: ``prefix`` (its leading cells), the chips paired and, per
-    method, the IR-drop run (``cell[method]``) − the same chip on the ideal array
-    (:func:`ideal_array_side`, with its twin ``twins[key + (method,)]``); the chips-paired cell
-    counts the chips whose Δ pairs with a student retrained apart. No row when no method pairs."""
-    sides = {m: ideal_array_side(twins[key + (m,)], cell[m]) for m in cell if key + (m,) in twins}
-    d = {m: paired(ideal, cell[m]["hardware"]) for m, (ideal, _) in sides.items()}
-    if not any(d.values()):
-        return []
-    n = min(x.n_chips for x in d.values() if x)
-    other = max(sum(flags[:n]) for _, flags in sides.values())
-    chips = f"{n}" + (f" ({other} other student)" if other else "")
-    return [f"| {prefix} | {chips} | " + " | ".join(_delta(d.get(m)) for m in methods) + " |"]
+@dataclass
+class _Deltas:
+    """The on-chip students' Δ table of an IR-drop experiment: each table row's IR-drop students
+    against the same students on the ideal array, paired per chip.
 
+    Attributes:
+        lines: the header lines, then one row per table row that pairs.
+        apart: whether some row pairs chips with a student retrained apart (footnoted).
+    """
 
-def _twins_section(deltas: list[str]) -> str:
-    """The on-chip students' Δ table (header lines + rows), or "" when it has no rows."""
-    if len(deltas) <= 2:
-        return ""
-    note = ""
-    if any("other student)" in row for row in deltas):
-        note = (" \"(k other student)\": k of the chips were retrained in the IR-drop run before it scored its own "
-                "students on the ideal array, and their student files are gone; those pair with the ideal run's "
-                "student of the same chip, retrained apart from it (see results/README.md for how far apart).")
-    return ("\nThe same students on the ideal array, paired per chip:\n\n"
-            + "\n".join(deltas) + "\n\n" + PAIRED_NOTE.strip() + note + "\n")
+    lines: list[str]
+    apart: bool = False
+
+    def add(self, prefix: str, twins: dict, key: tuple, cell: dict, methods: tuple[str, ...]) -> None:
+        """The row of one table row: ``prefix`` (its leading cells), the chips paired and, per
+        method, the IR-drop run (``cell[method]``) − the same chip on the ideal array
+        (:func:`ideal_array_side`, with its twin ``twins[key + (method,)]``); the chips-paired
+        cell counts the chips whose Δ pairs with a student retrained apart. No row when no method
+        pairs."""
+        sides = {m: ideal_array_side(twins[key + (m,)], cell[m]) for m in cell if key + (m,) in twins}
+        d = {m: paired(ideal, cell[m]["hardware"]) for m, (ideal, _) in sides.items()}
+        if not any(d.values()):
+            return
+        n = min(x.n_chips for x in d.values() if x)
+        other = max(sum(flags[:n]) for _, flags in sides.values())
+        self.apart |= other > 0
+        chips = f"{n}" + (f" ({other} other student)" if other else "")
+        self.lines.append(f"| {prefix} | {chips} | " + " | ".join(_delta(d.get(m)) for m in methods) + " |")
+
+    def section(self) -> str:
+        """The table under its heading and notes, or "" when it has no rows."""
+        if len(self.lines) <= 2:
+            return ""
+        note = ""
+        if self.apart:
+            note = (" \"(k other student)\": k of the chips were retrained in the IR-drop run before it scored its "
+                    "own students on the ideal array, and their student files are gone; those pair with the ideal "
+                    "run's student of the same chip, retrained apart from it (see results/README.md for how far "
+                    "apart).")
+        return ("\nThe same students on the ideal array, paired per chip:\n\n"
+                + "\n".join(self.lines) + "\n\n" + PAIRED_NOTE.strip() + note + "\n")
 
 
 def _is(r: "RunPlan", array: str | None) -> bool:
@@ -111,7 +127,7 @@ def table_paper000(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
     """Paper 000 Tables 2/3: per model and preset, the unretrained chips and the three methods."""
     lines = ["| model | preset | teacher acc % | chips | unretrained | masked FT | KD | partition |",
              "|---|---|---|---|---|---|---|---|"]
-    deltas = ["| model | preset | chips paired | masked FT Δ | KD Δ | partition Δ |", "|---|---|---|---|---|---|"]
+    deltas = _Deltas(["| model | preset | chips paired | masked FT Δ | KD Δ | partition Δ |", "|---|---|---|---|---|---|"])
     main = [r for r in runs if _is(r, None)]
     twins = {(r.keys["model"], r.keys["mapping"], r.keys["method"]): metrics[run_key(r)] for r in runs if _is(r, "ideal")}
     for model in dict.fromkeys(r.keys["model"] for r in main):
@@ -126,9 +142,9 @@ def table_paper000(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
                          f"{_cell(any_run['unretrained'])} | "
                          + " | ".join(_cell(row[m]["hardware"]) if m in row else "—" for m in ("masked", "kd", "partition"))
                          + " |")
-            deltas += _delta_row(f"{model} | {mapping}", twins, (model, mapping), row, ("masked", "kd", "partition"))
+            deltas.add(f"{model} | {mapping}", twins, (model, mapping), row, ("masked", "kd", "partition"))
     return ("\n".join(lines) + "\n\nCells: mean accuracy % over chips ± 95 % CI (recovery P = mean / teacher "
-            "accuracy).\n" + _twins_section(deltas))
+            "accuracy).\n" + deltas.section())
 
 
 def table_paper002(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
@@ -234,7 +250,7 @@ def table_partition_ovf(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
     ideal-array twin)."""
     lines = ["| model | σ_d | chips | unretrained | partition | partition + OVF | OVF − partition, paired |",
              "|---|---|---|---|---|---|---|"]
-    deltas = ["| model | σ_d | chips paired | partition Δ | partition + OVF Δ |", "|---|---|---|---|---|"]
+    deltas = _Deltas(["| model | σ_d | chips paired | partition Δ | partition + OVF Δ |", "|---|---|---|---|---|"])
     twins = {(r.keys["model"], r.keys["sigma"], r.keys["method"]): metrics[run_key(r)] for r in runs if _is(r, "ideal")}
     runs = [r for r in runs if _is(r, None)]
     for model in dict.fromkeys(r.keys["model"] for r in runs):
@@ -255,7 +271,7 @@ def table_partition_ovf(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
                 series[m][1].append(100 * h["ci95"])
             lines.append(f"| {model} | {s:g} | {len(a['accuracies'])} | {_cell(cell['partition']['unretrained'])} | "
                          f"{_cell(a)} | {_cell(b)} | {_delta(diff)} |")
-            deltas += _delta_row(f"{model} | {s:g}", twins, (model, s), cell, ("partition", "partition_ovf"))
+            deltas.add(f"{model} | {s:g}", twins, (model, s), cell, ("partition", "partition_ovf"))
         if plotted:
             plot_sweep(plotted, series, out / f"{model}-accuracy.png", "σ_d",
                        "accuracy over chips (%)", f"{model}: faulty chips written with variation σ_d")
@@ -263,4 +279,4 @@ def table_partition_ovf(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
         "\n\nCells: mean accuracy % over chips ± 95 % CI (recovery P = mean / teacher accuracy). Each chip has "
         "the multi-fault 25.03 % fault map; its student is retrained knowing the faults, not the variation, then "
         "written with programming variation σ_d (one draw per chip, the same draw for both students). The last "
-        "column is the per-chip difference, mean ± 95 % CI (Student t over chips).\n") + _twins_section(deltas)
+        "column is the per-chip difference, mean ± 95 % CI (Student t over chips).\n") + deltas.section()

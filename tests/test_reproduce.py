@@ -170,15 +170,23 @@ def test_ir_drop_deltas_pair_each_chip_with_its_own_student_where_scored():
     """The ideal side of an IR-drop Δ is the run's own student on the ideal array where the run
     scored it, else the ideal twin's student of that chip; chips of the second kind whose student
     was retrained (not loaded from the twin) are counted as pairing with another student."""
-    from cosim.tables import _delta_row, ideal_array_side
+    from cosim.tables import _Deltas, ideal_array_side
 
     twin = {"hardware": {"accuracies": [0.90, 0.80, 0.70, 0.60], "n_images": 100}}
     run = {"hardware": {"accuracies": [0.85, 0.75, 0.65], "n_images": 100},
            "ideal_array_accuracies": [0.91, None, None], "students_loaded": [False, True, False]}
     ideal, other = ideal_array_side(twin, run)
     assert ideal["accuracies"] == [0.91, 0.80, 0.70] and other == [False, False, True]
-    row = _delta_row("m | p", {("m", "p", "kd"): twin}, ("m", "p"), {"kd": run}, ("masked", "kd"))
-    assert row[0].startswith("| m | p | 3 (1 other student) | — | -5.33 ± ")
+    header = ["| model | preset | chips paired | masked FT Δ | KD Δ |", "|---|---|---|---|---|"]
+    deltas = _Deltas(list(header))
+    deltas.add("m | p", {("m", "p", "kd"): twin}, ("m", "p"), {"kd": run}, ("masked", "kd"))
+    assert deltas.lines[2].startswith("| m | p | 3 (1 other student) | — | -5.33 ± ")
+    assert "\"(k other student)\": k of the chips" in deltas.section()
+    own = _Deltas(list(header))  # every chip scored its own student: no footnote
+    own.add("m | p", {("m", "p", "kd"): twin}, ("m", "p"), {"kd": run | {"ideal_array_accuracies": [0.91, 0.8, 0.7]}},
+            ("masked", "kd"))
+    assert own.lines[2].startswith("| m | p | 3 | — | ") and "other student" not in own.section()
+    assert _Deltas(list(header)).section() == ""  # no row, no table
     # An older run without its own scores, longer than its twin: pairs over the twin's chips.
     ideal, other = ideal_array_side(twin | {"hardware": {"accuracies": [0.9, 0.8], "n_images": 100}},
                                   {"hardware": run["hardware"]})

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cosim.eval import MonteCarloStats, summarise
-from cosim.plots import plot_sweep
+from cosim.plots import plot_bars, plot_sweep
 
 if TYPE_CHECKING:
     from cosim.reproduce import RunPlan
@@ -123,6 +123,9 @@ def _is(r: "RunPlan", array: str | None) -> bool:
     return r.keys.get("array") == array and "role" not in r.keys
 
 
+_METHODS000 = {"masked": "masked FT", "kd": "KD", "partition": "partition"}
+
+
 def table_paper000(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
     """Paper 000 Tables 2/3: per model and preset, the unretrained chips and the three methods."""
     lines = ["| model | preset | teacher acc % | chips | unretrained | masked FT | KD | partition |",
@@ -130,6 +133,7 @@ def table_paper000(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
     deltas = _Deltas(["| model | preset | chips paired | masked FT Δ | KD Δ | partition Δ |", "|---|---|---|---|---|---|"])
     main = [r for r in runs if _is(r, None)]
     twins = {(r.keys["model"], r.keys["mapping"], r.keys["method"]): metrics[run_key(r)] for r in runs if _is(r, "ideal")}
+    bars: dict = {}  # mapping → model → method → (recovery %, its 95 % CI)
     for model in dict.fromkeys(r.keys["model"] for r in main):
         for mapping in ("one_cell", "differential_slices"):
             row = {r.keys["method"]: metrics[run_key(r)] for r in main if r.keys.get("mapping") == mapping
@@ -143,6 +147,18 @@ def table_paper000(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
                          + " | ".join(_cell(row[m]["hardware"]) if m in row else "—" for m in ("masked", "kd", "partition"))
                          + " |")
             deltas.add(f"{model} | {mapping}", twins, (model, mapping), row, ("masked", "kd", "partition"))
+            for m in _METHODS000:
+                h = row[m]["hardware"] if m in row else None
+                t = row[m]["teacher_accuracy"] if m in row else math.nan
+                bars.setdefault(mapping, {}).setdefault(model, {})[m] = (
+                    (100 * h["recovery"], 100 * h["ci95"] / t) if h else (math.nan, math.nan))
+    ir = any(r.sections.get("hardware", {}).get("array_model", "ideal") != "ideal" for r in main)
+    where = "IR-drop array" if ir else "ideal array"
+    for mapping, by_model in bars.items():
+        series = {label: ([by_model[md][m][0] for md in by_model], [by_model[md][m][1] for md in by_model])
+                  for m, label in _METHODS000.items()}
+        plot_bars(list(by_model), series, out / f"recovery-{mapping}.png", "recovery P over chips (%)",
+                  f"{mapping}, {where}: retrained students", target=99.0)
     return ("\n".join(lines) + "\n\nCells: mean accuracy % over chips ± 95 % CI (recovery P = mean / teacher "
             "accuracy).\n" + deltas.section())
 

@@ -27,6 +27,9 @@ def test_quick_experiment_writes_its_table(tiny_mnist, tmp_path, experiment, row
         assert 0.0 <= metrics["hardware"]["mean"] <= 1.0
     if experiment in ("paper002-fig3", "partition-ovf"):
         assert (out / "lenet5-accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    if experiment == "paper000-table3":  # one recovery plot per preset
+        assert sorted(p.name for p in out.glob("*.png")) == ["recovery-differential_slices.png", "recovery-one_cell.png"]
+        assert all(p.read_bytes()[:4] == b"\x89PNG" for p in out.glob("*.png"))
     if experiment == "paper001-dva-dfp":  # one plot per on/off ratio
         ratios = {r["keys"]["ratio"] for r in summary["runs"].values() if "ratio" in r["keys"]}
         assert sorted(p.name for p in out.glob("*.png")) == sorted(f"lenet5-onoff{r:g}-accuracy.png" for r in ratios)

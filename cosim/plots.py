@@ -62,30 +62,39 @@ def plot_sweep(x: Sequence[float], series: dict[str, tuple[Sequence[float], Sequ
     _save(fig, path)
 
 
+def bar_range(series: dict[str, tuple[Sequence[float], Sequence[float]]], target: float | None = None,
+              ) -> tuple[float, float] | None:
+    """The value axis of :func:`plot_bars`: every bar's ``value ± ci`` and ``target``, padded by
+    10 % of their span (at least 0.1); NaN bars are skipped; None when nothing is finite."""
+    import numpy as np
+
+    ends = [] if target is None else [target]
+    for values, ci in series.values():
+        v, c = np.asarray(values, dtype=float), np.nan_to_num(np.asarray(ci, dtype=float))
+        ends += [float(e) for e in np.concatenate([v - c, v + c]) if np.isfinite(e)]
+    if not ends:
+        return None
+    pad = max(0.1 * (max(ends) - min(ends)), 0.1)
+    return min(ends) - pad, max(ends) + pad
+
+
 def plot_bars(groups: Sequence[str], series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path,
               ylabel: str, title: str, target: float | None = None) -> None:
     """Grouped bars with 95 % CI error bars: one group per ``groups`` entry, one bar per series,
     ``series[label] = (values, ci95 half-widths)`` in group order (NaN: no bar); ``target``, when
-    given, is drawn as a dashed line. The value axis is zoomed to the bars' range."""
+    given, is drawn as a dashed line. The value axis is zoomed to :func:`bar_range`."""
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(1.4 + 1.1 * len(groups), 3.2))
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(groups))
-    lows, highs = [], []
     for i, (label, (values, ci)) in enumerate(series.items()):
-        v, c = np.asarray(values, dtype=float), np.asarray(ci, dtype=float)
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, v, width, yerr=np.nan_to_num(c), capsize=2, label=label)
-        lows.append(np.nanmin(v - np.nan_to_num(c)) if np.isfinite(v).any() else np.nan)
-        highs.append(np.nanmax(v + np.nan_to_num(c)) if np.isfinite(v).any() else np.nan)
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, np.asarray(values, dtype=float), width,
+               yerr=np.nan_to_num(np.asarray(ci, dtype=float)), capsize=2, label=label)
     if target is not None:
         ax.axhline(target, color="k", linestyle="--", linewidth=0.8, label=f"target {target:g}")
-        lows.append(target)
-        highs.append(target)
-    lo, hi = np.nanmin(lows + [np.inf]), np.nanmax(highs + [-np.inf])
-    if np.isfinite(lo) and np.isfinite(hi):
-        pad = max(0.1 * (hi - lo), 0.1)
-        ax.set_ylim(lo - pad, hi + pad)
+    if (span := bar_range(series, target)) is not None:
+        ax.set_ylim(*span)
     ax.set_xticks(x, list(groups))
     ax.set_ylabel(ylabel)
     ax.set_title(title)

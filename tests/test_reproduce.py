@@ -1,6 +1,7 @@
 """``cosim reproduce --quick`` end to end on tiny IDX data: every experiment, its table and files."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -247,3 +248,16 @@ def test_quick_ir_drop_partition_ovf_pairs_the_ideal_students(tiny_mnist, tmp_pa
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(k for k in summary["runs"] if k.endswith("@ideal")) == [
         "lenet5-sigma0.3-partition@ideal", "lenet5-sigma0.3-partition_ovf@ideal"]
+
+
+def test_bar_plots_zoom_to_every_bar_and_the_target_and_skip_missing_bars(tmp_path):
+    from cosim.plots import bar_range, plot_bars
+
+    series = {"a": ([98.0, math.nan], [0.5, math.nan]), "b": ([99.5, 97.0], [0.2, 0.1])}
+    lo, hi = bar_range(series)
+    assert (lo, hi) == pytest.approx((96.9 - 0.28, 99.7 + 0.28))  # 96.9 … 99.7, padded by 10 % of 2.8
+    assert bar_range(series, target=95.0) == pytest.approx((95.0 - 0.47, 99.7 + 0.47))
+    assert bar_range({"a": ([math.nan], [math.nan])}) is None
+    assert bar_range({"a": ([50.0], [0.0])}) == pytest.approx((49.9, 50.1))  # a flat span still gets an axis
+    plot_bars(["x", "y"], series, tmp_path / "bars.png", "recovery %", "t", target=99.0)
+    assert (tmp_path / "bars.png").read_bytes()[:4] == b"\x89PNG"

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -66,8 +67,6 @@ def bar_range(series: dict[str, tuple[Sequence[float], Sequence[float]]], target
               ) -> tuple[float, float] | None:
     """The value axis of :func:`plot_bars`: every bar's ``value ± ci`` and ``target``, padded by
     10 % of their span (at least 0.1); NaN bars are skipped; None when nothing is finite."""
-    import numpy as np
-
     ends = [] if target is None else [target]
     for values, ci in series.values():
         v, c = np.asarray(values, dtype=float), np.nan_to_num(np.asarray(ci, dtype=float))
@@ -83,8 +82,6 @@ def plot_bars(groups: Sequence[str], series: dict[str, tuple[Sequence[float], Se
     """Grouped bars with 95 % CI error bars: one group per ``groups`` entry, one bar per series,
     ``series[label] = (values, ci95 half-widths)`` in group order (NaN: no bar); ``target``, when
     given, is drawn as a dashed line. The value axis is zoomed to :func:`bar_range`."""
-    import numpy as np
-
     fig, ax = plt.subplots(figsize=(1.4 + 1.1 * len(groups), 3.2))
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(groups))
@@ -104,8 +101,6 @@ def plot_bars(groups: Sequence[str], series: dict[str, tuple[Sequence[float], Se
 
 def plot_validation(errors_by_model: dict, points: Sequence[tuple[int, float, str, float]], scatter, out_dir: Path) -> list[Path]:
     """Error histograms, error against size and wire resistance, and surrogate-vs-SPICE scatter."""
-    import numpy as np
-
     paths = []
     fig, ax = plt.subplots(figsize=(5, 3.2))
     floor = 1e-12

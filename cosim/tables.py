@@ -126,6 +126,14 @@ def _is(r: "RunPlan", array: str | None) -> bool:
 _METHODS000 = {"masked": "masked FT", "kd": "KD", "partition": "partition"}
 
 
+def _recovery(run: dict | None) -> tuple[float, float]:
+    """(recovery %, its 95 % CI half-width) of an on-chip run (recovery is over the teacher's
+    accuracy); NaNs for a method the row lacks."""
+    if run is None:
+        return math.nan, math.nan
+    return 100 * run["hardware"]["recovery"], 100 * run["hardware"]["ci95"] / run["teacher_accuracy"]
+
+
 def table_paper000(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
     """Paper 000 Tables 2/3: per model and preset, the unretrained chips and the three methods."""
     lines = ["| model | preset | teacher acc % | chips | unretrained | masked FT | KD | partition |",
@@ -133,32 +141,27 @@ def table_paper000(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
     deltas = _Deltas(["| model | preset | chips paired | masked FT Δ | KD Δ | partition Δ |", "|---|---|---|---|---|---|"])
     main = [r for r in runs if _is(r, None)]
     twins = {(r.keys["model"], r.keys["mapping"], r.keys["method"]): metrics[run_key(r)] for r in runs if _is(r, "ideal")}
-    bars: dict = {}  # mapping → model → method → (recovery %, its 95 % CI)
+    shown: dict = {}  # mapping → model → the table row's runs by method
     for model in dict.fromkeys(r.keys["model"] for r in main):
         for mapping in ("one_cell", "differential_slices"):
             row = {r.keys["method"]: metrics[run_key(r)] for r in main if r.keys.get("mapping") == mapping
                    and r.keys["model"] == model}
             if not row:
                 continue
+            shown.setdefault(mapping, {})[model] = row
             any_run = next(iter(row.values()))
             lines.append(f"| {model} | {mapping} | {100 * any_run['teacher_accuracy']:.2f} | "
                          f"{any_run['hardware']['n_chips']} | "
                          f"{_cell(any_run['unretrained'])} | "
-                         + " | ".join(_cell(row[m]["hardware"]) if m in row else "—" for m in ("masked", "kd", "partition"))
+                         + " | ".join(_cell(row[m]["hardware"]) if m in row else "—" for m in _METHODS000)
                          + " |")
-            deltas.add(f"{model} | {mapping}", twins, (model, mapping), row, ("masked", "kd", "partition"))
-            for m in _METHODS000:
-                h = row[m]["hardware"] if m in row else None
-                t = row[m]["teacher_accuracy"] if m in row else math.nan
-                bars.setdefault(mapping, {}).setdefault(model, {})[m] = (
-                    (100 * h["recovery"], 100 * h["ci95"] / t) if h else (math.nan, math.nan))
+            deltas.add(f"{model} | {mapping}", twins, (model, mapping), row, tuple(_METHODS000))
     ir = any(r.sections.get("hardware", {}).get("array_model", "ideal") != "ideal" for r in main)
-    where = "IR-drop array" if ir else "ideal array"
-    for mapping, by_model in bars.items():
-        series = {label: ([by_model[md][m][0] for md in by_model], [by_model[md][m][1] for md in by_model])
+    for mapping, by_model in shown.items():
+        series = {label: tuple(zip(*(_recovery(row.get(m)) for row in by_model.values())))
                   for m, label in _METHODS000.items()}
         plot_bars(list(by_model), series, out / f"recovery-{mapping}.png", "recovery P over chips (%)",
-                  f"{mapping}, {where}: retrained students", target=99.0)
+                  f"{mapping}, {'IR-drop' if ir else 'ideal'} array: retrained students", target=99.0)
     return ("\n".join(lines) + "\n\nCells: mean accuracy % over chips ± 95 % CI (recovery P = mean / teacher "
             "accuracy).\n" + deltas.section())
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -203,6 +204,19 @@ def _plan_paper002(b: Budget, data_dir: str, ir_drop: bool, root: Path, home: Pa
     return runs
 
 
+_SIGMA_IN_NAME = re.compile(r"-sigma(\d+(?:\.\d*)?(?:e[-+]?\d+)?)-")
+
+
+def _sigmas_on_disk(*roots: Path | None) -> set[float]:
+    """The σ values of the runs under ``<root>/runs/`` (run names hold ``-sigma<σ:g>-``)."""
+    found = set()
+    for root in (r for r in roots if r is not None and (r / "runs").is_dir()):
+        for run in (root / "runs").iterdir():
+            if m := _SIGMA_IN_NAME.search(run.name):
+                found.add(float(m.group(1)))
+    return found
+
+
 def _calibrated_ratios() -> tuple[float, float]:
     """The on/off ratio range the IR-drop surrogate (``IR_DROP``) was calibrated on, from its file."""
     from cosim.calibrate.store import read_model
@@ -271,9 +285,16 @@ class Overrides:
     """Test images every run is scored on (0 = all); ``None`` keeps."""
     dataset: str = ""
     """Data set instead of MNIST (e.g. ``fashion-mnist``); "" keeps."""
+    sigmas: tuple[float, ...] = ()
+    """σ values to run instead of the experiment's sweep (paper 002: σ_d; paper 001: the devices'
+    lognormal σ; partition-ovf: σ_d); () keeps. Refused by experiments without a σ sweep."""
 
     def apply(self, b: Budget) -> Budget:
-        """``b`` with these overrides."""
+        """``b`` with these overrides.
+
+        Raises:
+            SpecError: a σ that is negative or not finite.
+        """
         if self.models:
             b = replace(b, models=tuple(self.models))
         if self.chips:  # on-chip budgets retrain several chips; the others only evaluate them
@@ -290,6 +311,11 @@ class Overrides:
             b = replace(b, test_limit=self.test_limit)
         if self.dataset:
             b = replace(b, dataset=self.dataset)
+        if self.sigmas:
+            bad = [s for s in self.sigmas if not (math.isfinite(s) and s >= 0)]
+            if bad:
+                raise SpecError(f"--sigma must be a finite number >= 0, got {bad[0]!r}.")
+            b = replace(b, sigmas=tuple(sorted(set(self.sigmas))))
         return b
 
     def flags(self) -> str:
@@ -300,7 +326,8 @@ class Overrides:
                 + (f" --retrain-limit {self.retrain_limit}" if self.retrain_limit is not None else "")
                 + (f" --train-limit {self.train_limit}" if self.train_limit is not None else "")
                 + (f" --test-limit {self.test_limit}" if self.test_limit is not None else "")
-                + (f" --dataset {self.dataset}" if self.dataset else ""))
+                + (f" --dataset {self.dataset}" if self.dataset else "")
+                + "".join(f" --sigma {s:g}" for s in sorted(set(self.sigmas))))
 
 
 def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool = False, ir_drop: bool = False,
@@ -315,7 +342,7 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
         ir_drop: evaluate on the calibrated surrogate (``device_models/default.h5``).
         data_dir: data directory passed to every run ("" = cache/fetch).
         overrides: budget changes (models, chips, epochs, retraining budget, training and test
-            images, data set).
+            images, data set, σ values). The table covers the runs of every σ in the folder.
         ideal_out: with ``ir_drop``, the same experiment's folder without IR drop (default
             ``results/<name>[-<dataset>][-quick]``): papers 001/002 train (or reuse) their models
             and ideal-array evaluations there; paper 000 reads its ideal-array runs from there,
@@ -326,7 +353,13 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     except ValueError:
         raise SpecError(f"unknown experiment {name!r}; see `cosim reproduce --list`.") from None
     reporter = reporter or NullReporter()
-    b = overrides.apply(QUICK if quick else FULL[name])
+    if overrides.sigmas and not FULL[name].sigmas:
+        raise SpecError(f"{name.value} has no σ sweep; --sigma applies to "
+                        + ", ".join(n.value for n, b in FULL.items() if b.sigmas) + ".")
+    if name in (ExperimentName.PAPER001_DVA_DFP, ExperimentName.PARTITION_OVF) and 0 in overrides.sigmas:
+        raise SpecError(f"{name.value} studies σ > 0 only (σ = 0 is no variation at all); drop --sigma 0.")
+    base = QUICK if quick else FULL[name]
+    b = overrides.apply(base)
     dataset = f"-{b.dataset}" if b.dataset != "mnist" else ""
     suffix = dataset + ("-irdrop" if ir_drop else "") + ("-quick" if quick else "")
     default_out = Path("results") / f"{name.value}{suffix}"
@@ -345,7 +378,9 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     # The table covers every run of this experiment present in the folder, so calls that add
     # models (or chips) accumulate into one table.
     models = tuple(dict.fromkeys(PAPER_MODELS[name] + b.models))  # every FULL budget's models are the paper's
-    every = plan(name, replace(b, models=models), data_dir, ir_drop, out, ideal_root)
+    # … and so do calls with other --sigma values.
+    sigmas = tuple(sorted(set(base.sigmas) | set(b.sigmas) | _sigmas_on_disk(out, ideal_root)))
+    every = plan(name, replace(b, models=models, sigmas=sigmas), data_dir, ir_drop, out, ideal_root)
     metrics = {}
     for r in every:
         path = (r.home or out) / "runs" / r.name / "metrics.json"

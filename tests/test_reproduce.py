@@ -261,3 +261,39 @@ def test_bar_plots_zoom_to_every_bar_and_the_target_and_skip_missing_bars(tmp_pa
     assert bar_range({"a": ([50.0], [0.0])}) == pytest.approx((49.9, 50.1))  # a flat span still gets an axis
     plot_bars(["x", "y"], series, tmp_path / "bars.png", "recovery %", "t", target=99.0)
     assert (tmp_path / "bars.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sigma_override_runs_only_those_sigmas_and_the_table_keeps_every_sigma_on_disk(tiny_mnist, tmp_path):
+    """``--sigma`` picks the σ of a sweep; runs of other σ already in the folder stay in its table."""
+    from pathlib import Path
+
+    from cosim.reproduce import FULL, ExperimentName, Overrides, plan
+
+    o = Overrides(sigmas=(0.3, 0.1, 0.3))
+    b = o.apply(FULL[ExperimentName.PAPER002_FIG3])
+    assert b.sigmas == (0.1, 0.3) and o.flags() == " --sigma 0.1 --sigma 0.3"
+    assert {r.keys["sigma"] for r in plan(ExperimentName.PAPER002_FIG3, b, "", False, Path("x")) if "sigma" in r.keys} \
+        == {0.1, 0.3}
+    out = tmp_path / "p001"
+    args = ["reproduce", "paper001-dva-dfp", "--quick", "--data-dir", str(tiny_mnist), "--out", str(out)]
+    for bad, message in ((["--sigma", "0"], "studies σ > 0 only"), (["--sigma", "inf"], "finite number")):
+        res = runner.invoke(app, args + bad)
+        assert res.exit_code == 1 and message in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["reproduce", "paper000-table3", "--quick", "--sigma", "0.2", "--out", str(tmp_path / "t3")])
+    assert res.exit_code == 1 and "has no σ sweep" in res.output and not (tmp_path / "t3").exists()
+    assert not out.exists()
+
+    def sigmas_in_table() -> list[str]:
+        return [line.split("|")[3].strip() for line in (out / "table.md").read_text().splitlines()
+                if line.startswith("| lenet5")]
+
+    res = runner.invoke(app, args + ["--sigma", "0.2"])
+    assert res.exit_code == 0, res.output
+    assert sigmas_in_table() == ["0.2"] and not list((out / "runs").glob("*sigma0.3*"))
+    assert json.loads((out / "summary.json").read_text())["calls"][0]["command"] == (
+        f"cosim reproduce paper001-dva-dfp --quick --data-dir {tiny_mnist} --sigma 0.2 --out {out}")
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*sigma0.2*/metrics.json")}
+    res = runner.invoke(app, args)  # the quick sweep's own σ (0.3), beside the 0.2 runs already there
+    assert res.exit_code == 0, res.output
+    assert sigmas_in_table() == ["0.2", "0.3"]
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # the σ 0.2 runs were not redone

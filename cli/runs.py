@@ -145,7 +145,7 @@ def reproduce(
     train_limit: Annotated[int | None, typer.Option("--train-limit", min=0, help="Training images of teachers and off-chip models (0 = all; default: the experiment's).")] = None,
     test_limit: Annotated[int | None, typer.Option("--test-limit", min=0, help="Test images every run is scored on (0 = all; default: the experiment's).")] = None,
     dataset: Annotated[DatasetName | None, typer.Option("--dataset", help="Override the data set (e.g. fashion-mnist).")] = None,
-    sigma: Annotated[list[float] | None, typer.Option("--sigma", min=0.0, help="Run only these σ of the experiment's sweep, or others (repeatable; paper002-fig3: σ_d, paper001-dva-dfp: the devices' σ, partition-ovf: σ_d). The table shows every σ run in the folder.")] = None,
+    sigma: Annotated[list[float] | None, typer.Option("--sigma", min=0.0, metavar="SIGMA", help="Run only these σ of the experiment's sweep, or others (repeatable; paper002-fig3: σ_d, paper001-dva-dfp: the devices' σ, partition-ovf: σ_d). The table shows every σ run in the folder.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Results folder (default results/<experiment>[-dataset][-irdrop][-quick]).")] = None,
     ideal_out: Annotated[Path | None, typer.Option("--ideal-out", help="With --ir-drop: the experiment's folder without IR drop, whose trained models and ideal-array runs are reused or made there (default results/<experiment>[-dataset][-quick]).")] = None,
 ) -> None:

@@ -355,7 +355,7 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     reporter = reporter or NullReporter()
     if overrides.sigmas and not FULL[name].sigmas:
         raise SpecError(f"{name.value} has no σ sweep; --sigma applies to "
-                        + ", ".join(n.value for n, b in FULL.items() if b.sigmas) + ".")
+                        + ", ".join(n.value for n, budget in FULL.items() if budget.sigmas) + ".")
     if name in (ExperimentName.PAPER001_DVA_DFP, ExperimentName.PARTITION_OVF) and 0 in overrides.sigmas:
         raise SpecError(f"{name.value} studies σ > 0 only (σ = 0 is no variation at all); drop --sigma 0.")
     base = QUICK if quick else FULL[name]
@@ -378,7 +378,7 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     # The table covers every run of this experiment present in the folder, so calls that add
     # models (or chips) accumulate into one table.
     models = tuple(dict.fromkeys(PAPER_MODELS[name] + b.models))  # every FULL budget's models are the paper's
-    # … and so do calls with other --sigma values.
+    # Calls with other --sigma values accumulate the same way: every σ with runs in the folder.
     sigmas = tuple(sorted(set(base.sigmas) | set(b.sigmas) | _sigmas_on_disk(out, ideal_root)))
     every = plan(name, replace(b, models=models, sigmas=sigmas), data_dir, ir_drop, out, ideal_root)
     metrics = {}

@@ -182,6 +182,8 @@ def table_paper002(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
         ekl: dict = {}
         for s in sig:
             cell = {r.keys["method"]: metrics[run_key(r)] for r in ideal if r.keys["model"] == model and r.keys["sigma"] == s}
+            if set(cell) != set(methods):  # a σ whose runs are not all finished yet (a --sigma call stopped)
+                continue
             ir_cell = {m: ir[(model, s, m)] for m in methods if (model, s, m) in ir}
             for label, source in (("", cell), (", IR drop", ir_cell)):
                 for m, d in source.items():
@@ -241,6 +243,8 @@ def table_paper001(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
     for k in dict.fromkeys((r.keys["model"], r.keys["ratio"], r.keys["sigma"]) for r in ideal):
         cell = {(q.keys["method"], q.keys["format"]): metrics[run_key(q)]["hardware"] for q in ideal
                 if (q.keys["model"], q.keys["ratio"], q.keys["sigma"]) == k}
+        if set(cell) != set(combos):  # a cell whose runs are not all finished yet (a --sigma call stopped)
+            continue
         for label, source in (("", cell), (", IR drop", {c: ir[k + c] for c in combos if k + c in ir})):
             for (method, fmt), h in source.items():
                 x, y, ci = series.setdefault(k[:2], {}).setdefault(f"{method}, {_FORMATS[fmt]}{label}", ([], [], []))

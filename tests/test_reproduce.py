@@ -297,3 +297,26 @@ def test_sigma_override_runs_only_those_sigmas_and_the_table_keeps_every_sigma_o
     assert res.exit_code == 0, res.output
     assert sigmas_in_table() == ["0.2", "0.3"]
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # the σ 0.2 runs were not redone
+    # A σ whose runs are not all finished (a --sigma call stopped half-way) is left out of the table.
+    next(iter(stamps)).unlink()
+    res = runner.invoke(app, args + ["--sigma", "0.3"])
+    assert res.exit_code == 0, res.output
+    assert sigmas_in_table() == ["0.3"]
+
+
+def test_paper002_table_leaves_out_a_sigma_whose_runs_are_not_all_finished(tmp_path):
+    """A --sigma call stopped half-way leaves a σ with some methods only: no row, no crash."""
+    from cosim.reproduce import RunPlan
+    from cosim.tables import table_paper002
+
+    def hw(acc: list[float]) -> dict:
+        return {"hardware": {"accuracies": acc, "mean": sum(acc) / len(acc), "ci95": 0.01, "ekl": 0.1,
+                             "n_images": 100}}
+
+    runs, metrics = [], {}
+    for sigma, methods in ((0.2, ("vanilla", "gni", "ovf")), (0.4, ("vanilla", "gni"))):
+        for m in methods:
+            runs.append(RunPlan(f"m-sigma{sigma:g}-{m}", {}, {"model": "m", "sigma": sigma, "method": m}))
+            metrics[runs[-1].name] = hw([0.5, 0.7] if m == "ovf" else [0.4, 0.5])
+    body = [line for line in table_paper002(runs, metrics, tmp_path).splitlines() if line.startswith("| m |")]
+    assert len(body) == 1 and body[0].startswith("| m | 0.2 | 45.00 ± 1.00 | 45.00 ± 1.00 | 60.00 ± 1.00 (—) | +15.00 ±")

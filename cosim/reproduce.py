@@ -26,6 +26,7 @@ from pathlib import Path
 from cosim.errors import SpecError
 from cosim.experiment import train_run
 from cosim.fileio import read_json, write_json, write_text
+from cosim.models import ModelName
 from cosim.report import NullReporter, Reporter
 from cosim.runconfig import Experiment
 from cosim.tables import run_key, table_paper000, table_paper001, table_paper002, table_partition_ovf
@@ -207,14 +208,21 @@ def _plan_paper002(b: Budget, data_dir: str, ir_drop: bool, root: Path, home: Pa
 _SIGMA_IN_NAME = re.compile(r"-sigma(\d+(?:\.\d*)?(?:e[-+]?\d+)?)-")
 
 
+def _run_names(*roots: Path | None) -> list[str]:
+    """The names of the run folders under ``<root>/runs/`` of each root that has them."""
+    return [run.name for root in roots if root is not None and (root / "runs").is_dir()
+            for run in (root / "runs").iterdir()]
+
+
 def _sigmas_on_disk(*roots: Path | None) -> set[float]:
     """The σ values of the runs under ``<root>/runs/`` (run names hold ``-sigma<σ:g>-``)."""
-    found = set()
-    for root in (r for r in roots if r is not None and (r / "runs").is_dir()):
-        for run in (root / "runs").iterdir():
-            if m := _SIGMA_IN_NAME.search(run.name):
-                found.add(float(m.group(1)))
-    return found
+    return {float(m.group(1)) for name in _run_names(*roots) if (m := _SIGMA_IN_NAME.search(name))}
+
+
+def _models_on_disk(*roots: Path | None) -> tuple[str, ...]:
+    """The networks of the runs under ``<root>/runs/`` (run names start with ``<model>-``)."""
+    known = {m.value for m in ModelName}
+    return tuple(sorted({name.split("-")[0] for name in _run_names(*roots)} & known))
 
 
 def _calibrated_ratios() -> tuple[float, float]:
@@ -376,8 +384,8 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
         train_run(Experiment.from_sections(r.sections), folder,
                   f"cosim train --config {folder}/config.toml --out {folder}", reporter)
     # The table covers every run of this experiment present in the folder, so calls that add
-    # models (or chips) accumulate into one table.
-    models = tuple(dict.fromkeys(PAPER_MODELS[name] + b.models))  # every FULL budget's models are the paper's
+    # models (or chips) accumulate into one table, whichever --model a later call names.
+    models = tuple(dict.fromkeys(PAPER_MODELS[name] + b.models + _models_on_disk(out)))
     # Calls with other --sigma values accumulate the same way: every σ with runs in the folder.
     sigmas = tuple(sorted(set(base.sigmas) | set(b.sigmas) | _sigmas_on_disk(out, ideal_root)))
     every = plan(name, replace(b, models=models, sigmas=sigmas), data_dir, ir_drop, out, ideal_root)

@@ -302,6 +302,13 @@ def test_sigma_override_runs_only_those_sigmas_and_the_table_keeps_every_sigma_o
     res = runner.invoke(app, args + ["--sigma", "0.3"])
     assert res.exit_code == 0, res.output
     assert sigmas_in_table() == ["0.3"]
+    # The table covers every network in the folder, also one that paper 001 does not name (the MLP)
+    # after a later call for another network.
+    for extra in (["--model", "mlp"], []):
+        res = runner.invoke(app, args + ["--sigma", "0.3"] + extra)
+        assert res.exit_code == 0, res.output
+        rows = [line for line in (out / "table.md").read_text().splitlines() if line.startswith(("| lenet5", "| mlp"))]
+        assert [r.split("|")[1].strip() for r in rows] == ["lenet5", "mlp"]
 
 
 def test_paper002_table_leaves_out_a_sigma_whose_runs_are_not_all_finished(tmp_path):

@@ -58,9 +58,12 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
         # finished chips and a trained model are kept. Where students are loaded from never changes
         # them (see _student_source).
         old = Experiment.from_sections(read_toml(config_path))
+        exp = _paths_spelt_as(exp, old)
         same = replace(exp.run, chips=old.run.chips, students_from=old.run.students_from, eval_chips=old.run.eval_chips)
-        if replace(exp, run=same) != old:
-            raise SpecError(f"{out} holds a run with another configuration; choose a new --out or delete it.")
+        differ = _differences(replace(exp, run=same), old)
+        if differ:
+            raise SpecError(f"{out} holds a run with another configuration ({'; '.join(differ)}); choose a new "
+                            "--out or delete it.")
         if (out / "metrics.json").exists():
             finished = _read_json(out / "metrics.json")
             if old == exp and not _lacks_ideal_scores(exp, finished):  # finished with this very configuration
@@ -105,6 +108,31 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
     write_json(out / "metrics.json", metrics)
     (out / TALLY).unlink(missing_ok=True)  # metrics.json holds its tally now
     return metrics
+
+
+_RUN_PATHS = ("data_dir", "teacher", "pretrained", "students_from")
+
+
+def _paths_spelt_as(exp: Experiment, old: Experiment) -> Experiment:
+    """``exp`` with each path of ``[run]`` and ``hardware.surrogate_model`` spelt as ``old`` spells it
+    where both name the same file (``results/x`` and its absolute form, from the same working
+    directory), so that only a real difference makes a run "another configuration"."""
+    def same(a: str, b: str) -> bool:
+        return bool(a) and bool(b) and Path(a).resolve() == Path(b).resolve()
+
+    run = {k: getattr(old.run, k) for k in _RUN_PATHS if same(getattr(exp.run, k), getattr(old.run, k))}
+    exp = replace(exp, run=replace(exp.run, **run))
+    if same(exp.hw.surrogate_model, old.hw.surrogate_model):
+        exp = replace(exp, hw=replace(exp.hw, surrogate_model=old.hw.surrogate_model))
+    return exp
+
+
+def _differences(new: Experiment, old: Experiment) -> list[str]:
+    """Each setting in which ``new`` differs from ``old``, as ``section.key: old value → new value``."""
+    a, b = new.to_sections(), old.to_sections()
+    return [f"{section}.{key}: {b[section].get(key)!r} → {a[section].get(key)!r}"
+            for section in a for key in sorted(a[section].keys() | b[section].keys())
+            if a[section].get(key) != b[section].get(key)]
 
 
 TALLY = "chip_tally.json"

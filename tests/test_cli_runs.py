@@ -34,11 +34,19 @@ def test_train_writes_a_complete_run(teacher_run):
     assert 'p_sa1 = 0.05' in (teacher_run / "config.toml").read_text()
 
 
-def test_a_finished_run_is_returned_as_it_is(teacher_run, tiny_mnist):
+def test_a_finished_run_is_returned_as_it_is(teacher_run, tiny_mnist, monkeypatch):
     before = (teacher_run / "metrics.json").read_bytes()  # holds wall_s: any re-run would change it
     res = invoke("train", "--config", teacher_run / "config.toml", "--out", teacher_run)
     assert res.exit_code == 0, res.output
     assert (teacher_run / "metrics.json").read_bytes() == before
+    # The same command with the data folder spelt relative to the working directory: the same run.
+    config = (teacher_run / "config.toml").read_text()
+    monkeypatch.chdir(tiny_mnist.parent)
+    res = invoke("train", "--out", teacher_run, "--data-dir", tiny_mnist.name, "--model", "lenet5", "--epochs", 2,
+                 "--eval-chips", 3, "--set", "hardware.p_sa1=0.05")
+    assert res.exit_code == 0, res.output
+    assert (teacher_run / "metrics.json").read_bytes() == before
+    assert (teacher_run / "config.toml").read_text() == config  # keeps its own spelling
 
 
 def test_onchip_retraining_and_evaluate(teacher_run, tiny_mnist, tmp_path):
@@ -297,7 +305,7 @@ def test_more_evaluation_chips_reevaluate_the_trained_model_without_retraining(t
     for key in ("beta", "beta_search", "history"):
         assert regrown[key] == first[key]
     res = invoke("train", "--config", out / "config.toml", "--out", out, "--set", "train.epochs=2")
-    assert res.exit_code == 1 and "another configuration" in res.output
+    assert res.exit_code == 1 and "another configuration (train.epochs: 1 → 2)" in res.output
 
 
 def test_more_evaluation_chips_run_only_the_new_chips_and_an_interrupted_evaluation_resumes(

@@ -45,8 +45,13 @@ def _to(data: ImageData, device: torch.device) -> ImageData:
     return ImageData(data.images.to(device), data.labels.to(device), data.classes, data.name)
 
 
-def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter | None = None) -> dict:
+def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter | None = None,
+              needs_model: bool = False) -> dict:
     """Train (and evaluate) one run into ``out``; resumes whatever an earlier call left unfinished.
+
+    ``needs_model``: another run loads this one's ``model.pt`` (as its pretrained model or
+    teacher). A finished off-chip run whose ``model.pt`` is gone (not committed, e.g. VGG-8's) is
+    then trained and evaluated again, from its seeds, instead of being returned as finished.
 
     Returns the metrics written to ``out/metrics.json``.
     """
@@ -66,13 +71,18 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
                             "--out or delete it.")
         if (out / "metrics.json").exists():
             finished = _read_json(out / "metrics.json")
-            if old == exp and not _lacks_ideal_scores(exp, finished):  # finished with this very configuration
+            gone = needs_model and not exp.train.method.on_chip and not exp.run.pretrained \
+                and not (out / "model.pt").exists()
+            if old == exp and not _lacks_ideal_scores(exp, finished) and not gone:  # finished with this very configuration
                 return finished
+            if gone:  # trained again: neither its training record nor its chips describe the new model
+                (out / TRAINED).unlink(missing_ok=True)
+                finished = {}
             # The old metrics describe fewer (or other) chips, or lack the ideal-array scores: dropped
             # before the new configuration is written, so that an interrupted call never leaves them
             # beside it looking finished.
             # What they say about the training is kept first (runs trained before trained.json).
-            if not exp.train.method.on_chip and not exp.run.pretrained and not (out / TRAINED).exists():
+            if not exp.train.method.on_chip and not exp.run.pretrained and not (out / TRAINED).exists() and finished:
                 write_json(out / TRAINED, {k: finished[k] for k in _TRAINING_KEYS if k in finished})
             if not exp.train.method.on_chip and "hardware" in finished:  # its chips are kept too
                 _save_tally(out / TALLY, _tally_key(exp, finished.get("device", "")),
@@ -108,6 +118,16 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
     write_json(out / "metrics.json", metrics)
     (out / TALLY).unlink(missing_ok=True)  # metrics.json holds its tally now
     return metrics
+
+
+def is_finished(exp: Experiment, out: Path) -> bool:
+    """Whether ``out`` holds ``exp`` finished as configured: what :func:`train_run` returns as it is
+    (unless another run needs a ``model.pt`` that is gone)."""
+    config, metrics = Path(out) / "config.toml", Path(out) / "metrics.json"
+    if not (config.exists() and metrics.exists()):
+        return False
+    old = Experiment.from_sections(read_toml(config))
+    return _paths_spelt_as(exp, old) == old and not _lacks_ideal_scores(exp, _read_json(metrics))
 
 
 _RUN_PATHS = ("data_dir", "teacher", "pretrained", "students_from")

@@ -309,6 +309,21 @@ def test_sigma_override_runs_only_those_sigmas_and_the_table_keeps_every_sigma_o
         assert res.exit_code == 0, res.output
         rows = [line for line in (out / "table.md").read_text().splitlines() if line.startswith(("| lenet5", "| mlp"))]
         assert [r.split("|")[1].strip() for r in rows] == ["lenet5", "mlp"]
+    # A model file that is not committed (VGG-8's are not) is trained again, from its seeds, when a
+    # new σ needs it; before, the call stopped at "model file ... does not exist".
+    vanilla = out / "runs" / "lenet5-train-vanilla"
+    weights = torch.load(vanilla / "model.pt", weights_only=True)["state_dict"]
+    (vanilla / "model.pt").unlink()
+    finished = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.json")}
+    res = runner.invoke(app, args + ["--sigma", "0.3"])  # finished σ: nothing needs the model, nothing is redone
+    assert res.exit_code == 0, res.output
+    assert not (vanilla / "model.pt").exists()
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished
+    res = runner.invoke(app, args + ["--sigma", "0.4"])
+    assert res.exit_code == 0, res.output
+    again = torch.load(vanilla / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(weights[k], again[k]) for k in weights)
+    assert (vanilla / "metrics.json").exists() and sigmas_in_table() == ["0.3", "0.4"]
 
 
 def test_paper002_table_leaves_out_a_sigma_whose_runs_are_not_all_finished(tmp_path):

@@ -73,20 +73,21 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
             finished = _read_json(out / "metrics.json")
             gone = needs_model and not exp.train.method.on_chip and not exp.run.pretrained \
                 and not (out / "model.pt").exists()
-            if old == exp and not _lacks_ideal_scores(exp, finished) and not gone:  # finished with this very configuration
+            if not gone and _finished_as(exp, old, finished):
                 return finished
+            # The old metrics describe fewer (or other) chips, or lack the ideal-array scores, or a
+            # model that is gone: dropped before the new configuration is written, so that an
+            # interrupted call never leaves them beside it looking finished.
             if gone:  # trained again: neither its training record nor its chips describe the new model
                 (out / TRAINED).unlink(missing_ok=True)
-                finished = {}
-            # The old metrics describe fewer (or other) chips, or lack the ideal-array scores: dropped
-            # before the new configuration is written, so that an interrupted call never leaves them
-            # beside it looking finished.
-            # What they say about the training is kept first (runs trained before trained.json).
-            if not exp.train.method.on_chip and not exp.run.pretrained and not (out / TRAINED).exists() and finished:
-                write_json(out / TRAINED, {k: finished[k] for k in _TRAINING_KEYS if k in finished})
-            if not exp.train.method.on_chip and "hardware" in finished:  # its chips are kept too
-                _save_tally(out / TALLY, _tally_key(exp, finished.get("device", "")),
-                            _recorded_tally(finished["hardware"]))
+            elif not exp.train.method.on_chip:
+                # What they say about the training is kept first (runs trained before trained.json),
+                # and their chips too.
+                if not exp.run.pretrained and not (out / TRAINED).exists():
+                    write_json(out / TRAINED, {k: finished[k] for k in _TRAINING_KEYS if k in finished})
+                if "hardware" in finished:
+                    _save_tally(out / TALLY, _tally_key(exp, finished.get("device", "")),
+                                _recorded_tally(finished["hardware"]))
             (out / "metrics.json").unlink()
     write_text(config_path, to_toml(exp.to_sections()))
     device = exp.run.device.resolve()
@@ -126,8 +127,12 @@ def is_finished(exp: Experiment, out: Path) -> bool:
     config, metrics = Path(out) / "config.toml", Path(out) / "metrics.json"
     if not (config.exists() and metrics.exists()):
         return False
-    old = Experiment.from_sections(read_toml(config))
-    return _paths_spelt_as(exp, old) == old and not _lacks_ideal_scores(exp, _read_json(metrics))
+    return _finished_as(exp, Experiment.from_sections(read_toml(config)), _read_json(metrics))
+
+
+def _finished_as(exp: Experiment, old: Experiment, metrics: dict) -> bool:
+    """Whether a run configured as ``old`` whose ``metrics.json`` holds ``metrics`` is ``exp`` finished."""
+    return _paths_spelt_as(exp, old) == old and not _lacks_ideal_scores(exp, metrics)
 
 
 _RUN_PATHS = ("data_dir", "teacher", "pretrained", "students_from")
@@ -137,8 +142,8 @@ def _paths_spelt_as(exp: Experiment, old: Experiment) -> Experiment:
     """``exp`` with each path of ``[run]`` and ``hardware.surrogate_model`` spelt as ``old`` spells it
     where both name the same file (``results/x`` and its absolute form, from the same working
     directory), so that only a real difference makes a run "another configuration"."""
-    def same(a: str, b: str) -> bool:
-        return bool(a) and bool(b) and Path(a).resolve() == Path(b).resolve()
+    def same(a: str, b: str) -> bool:  # spelt otherwise, the same file (equal strings need no change)
+        return bool(a) and bool(b) and a != b and Path(a).resolve() == Path(b).resolve()
 
     run = {k: getattr(old.run, k) for k in _RUN_PATHS if same(getattr(exp.run, k), getattr(old.run, k))}
     exp = replace(exp, run=replace(exp.run, **run))

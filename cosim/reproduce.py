@@ -378,12 +378,13 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     _earlier_calls(out / "summary.json")  # a corrupt summary stops the call before any work, not after it
     t0 = time.perf_counter()
     todo = [(Experiment.from_sections(r.sections), (r.home or out) / "runs" / r.name) for r in runs if not r.compare_only]
-    # Run folders whose model.pt a run still to do loads (a finished run needs none).
-    sources = {Path(p) for exp, folder in todo if not is_finished(exp, folder)
+    # Run folders whose model.pt a run still to do loads (a finished run needs none), resolved:
+    # a folder is the same one however it is spelt.
+    sources = {Path(p).resolve() for exp, folder in todo if not is_finished(exp, folder)
                for p in (exp.run.pretrained, exp.run.teacher) if p}
     for exp, folder in todo:
         train_run(exp, folder, f"cosim train --config {folder}/config.toml --out {folder}", reporter,
-                  needs_model=folder in sources)
+                  needs_model=folder.resolve() in sources)
     # The table covers every run of this experiment present in the folder, so calls that add
     # models (or chips) accumulate into one table, whichever --model a later call names.
     models = tuple(dict.fromkeys(PAPER_MODELS[name] + b.models + _models_on_disk(out)))

@@ -4,8 +4,9 @@ A run directory holds ``config.toml`` (everything needed to redo it, seeds inclu
 ``metrics.json``, ``model.pt`` (digital weights; for on-chip methods one file per retrained
 chip under ``students/``), checkpoints under ``checkpoints/`` and PNG plots. Re-running the
 same command on the same directory resumes: finished chips are skipped, an interrupted one
-continues from its checkpoint, and a Monte Carlo evaluation continues from ``chip_tally.json``
-(its chips so far). Evaluated again on more chips, a run evaluates only the new ones.
+continues from its checkpoint, a Monte Carlo evaluation continues from ``chip_tally.json``
+(its chips so far) and OVF's β search from ``beta_search.json`` (its candidates scored so far).
+Evaluated again on more chips, a run evaluates only the new ones.
 
 The configuration and the model files are :mod:`cosim.runconfig`'s.
 """
@@ -235,20 +236,50 @@ def _trained_model(exp: Experiment, train_data: ImageData, out: Path, reporter: 
     save_model(out / "model.pt", result.model, exp.run.model)
     record = {"history": result.history} | record
     write_json(out / TRAINED, record)
+    (out / BETA_SEARCH).unlink(missing_ok=True)  # trained.json holds the search now
     return result.model, record
 
 
 BETA_CANDIDATES = (1e-1, 1e-2, 1e-3, 1e-4)
+BETA_SEARCH = "beta_search.json"
+"""An OVF run's β candidates scored so far, saved after each one with the configuration they
+belong to (all but ``run.eval_chips``) and the torch device: a resumed search, also one whose
+checkpoints are gone (a fresh checkout of committed results), scores only the candidates left."""
+BETA_SEARCH_FORMAT = "cosim-beta-search"
+BETA_SEARCH_VERSION = 1
+
+
+def _saved_candidates(path: Path, key: dict) -> dict[float, dict]:
+    """The β candidates an earlier call scored for this very ``key``, by β; none otherwise."""
+    if not path.exists():
+        return {}
+    saved = read_json(path, "delete it to search β again.")
+    if not isinstance(saved, dict) or (saved.get("encoding-type"), saved.get("encoding-version")) != (
+            BETA_SEARCH_FORMAT, BETA_SEARCH_VERSION):
+        raise SpecError(f"{path} is not a β search record this version of cosim reads; delete it to "
+                        "search β again.")
+    if {k: saved.get(k) for k in key} != json.loads(json.dumps(key)):
+        return {}  # another configuration's (or device's) search: done again
+    results = saved.get("results")
+    if not isinstance(results, list) or not all(isinstance(r, dict) and "beta" in r for r in results):
+        raise SpecError(f"{path} has no list of scored β candidates; delete it to search β again.")
+    return {float(r["beta"]): r for r in results}
 
 
 def _search_beta(exp: Experiment, train_data: ImageData, shape: tuple, out: Path,
                  reporter: Reporter) -> tuple[float, list[dict]]:
-    """Paper 002's β search: train on 90 % of the training set per β, score on the other 10 %."""
+    """Paper 002's β search: train on 90 % of the training set per β, score on the other 10 %.
+    Each scored candidate is saved to ``out/beta_search.json`` (:data:`BETA_SEARCH`)."""
     n_val = max(1, len(train_data) // 10)
     fit_part = ImageData(train_data.images[:-n_val], train_data.labels[:-n_val], train_data.classes, "search-train")
     val_part = ImageData(train_data.images[-n_val:], train_data.labels[-n_val:], train_data.classes, "search-val")
+    key = _tally_key(exp, str(train_data.images.device))
+    saved = _saved_candidates(out / BETA_SEARCH, key)
     results = []
     for beta in BETA_CANDIDATES:
+        if beta in saved:
+            results.append(saved[beta])
+            continue
         torch.manual_seed(exp.run.init_seed)
         model = build_model(exp.run.model, shape, train_data.classes).to(train_data.images.device)
         trained = fit(model, fit_part, replace(exp.train, beta=beta), exp.hw,
@@ -256,6 +287,8 @@ def _search_beta(exp: Experiment, train_data: ImageData, shape: tuple, out: Path
         stats = evaluate(trained, val_part, exp.hw, exp.run.beta_search_chips, exp.run.eval_seed + 1,
                          exp.run.chips_per_pass, reporter=reporter)
         results.append({"beta": beta, "val_mean": stats.mean, "val_ci95": stats.ci95})
+        write_json(out / BETA_SEARCH, {"encoding-type": BETA_SEARCH_FORMAT, "encoding-version": BETA_SEARCH_VERSION,
+                                       **key, "results": results})
     best = max(results, key=lambda r: r["val_mean"])
     return best["beta"], results
 

@@ -1,6 +1,7 @@
 """``cosim train`` / ``evaluate`` / ``data check`` end to end on tiny IDX data, and their bad input."""
 
 import json
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -265,6 +266,65 @@ def test_ovf_beta_search_picks_the_best_validation_beta(tiny_mnist, tmp_path):
     assert [r["beta"] for r in search] == [0.1, 0.01, 0.001, 0.0001]
     best = max(search, key=lambda r: r["val_mean"])["beta"]
     assert m["beta"] == best and m["hardware"]["n_chips"] == 8 and m["method"] == "ovf"
+
+
+def test_an_interrupted_beta_search_resumes_without_its_checkpoints(tiny_mnist, tmp_path, monkeypatch):
+    """Scored β candidates survive in beta_search.json: a resumed search (checkpoints deleted, as
+    on a fresh checkout of committed results) trains only the candidates left and ends as an
+    uninterrupted search does."""
+    import cosim.experiment
+
+    def args(out):
+        return ("train", "--out", out, "--data-dir", tiny_mnist, "--model", "mlp", "--method", "ovf", "--epochs", 1,
+                "--eval-chips", 2, "--set", "run.beta_search=true", "--set", "run.beta_search_chips=2",
+                "--set", "train.sigma_d=0.2", "--set", "hardware.prog_sigma=0.2")
+
+    whole = tmp_path / "whole"
+    assert invoke(*args(whole)).exit_code == 0
+    expected = json.loads((whole / "metrics.json").read_text())
+    assert not (whole / "beta_search.json").exists()  # trained.json holds the search once it is over
+
+    out = tmp_path / "resumed"
+    real_evaluate, scored = cosim.experiment.evaluate, []
+
+    def stop_at_third(*a, **k):
+        if len(scored) == 2:
+            raise KeyboardInterrupt
+        scored.append(1)
+        return real_evaluate(*a, **k)
+
+    monkeypatch.setattr(cosim.experiment, "evaluate", stop_at_third)
+    assert invoke(*args(out)).exit_code != 0
+    saved = json.loads((out / "beta_search.json").read_text())
+    assert saved["encoding-type"] == "cosim-beta-search" and [r["beta"] for r in saved["results"]] == [0.1, 0.01]
+    shutil.rmtree(out / "checkpoints")
+    monkeypatch.setattr(cosim.experiment, "evaluate", real_evaluate)
+    real_fit, fitted = cosim.experiment.fit, []
+
+    def counting_fit(model, data, cfg, *a, **k):
+        fitted.append((data.name, cfg.beta))
+        return real_fit(model, data, cfg, *a, **k)
+
+    monkeypatch.setattr(cosim.experiment, "fit", counting_fit)
+    res = invoke(*args(out))
+    assert res.exit_code == 0, res.output
+    assert [b for name, b in fitted if name == "search-train"] == [0.001, 0.0001]  # the two left, no more
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["beta_search"] == expected["beta_search"] and resumed["beta"] == expected["beta"]
+    assert resumed["hardware"]["accuracies"] == expected["hardware"]["accuracies"]
+
+    # A record of another configuration is not taken; one in an unknown format is refused.
+    other = tmp_path / "other"
+    (other).mkdir()
+    (other / "beta_search.json").write_text(json.dumps(saved | {"config": {"train": {"epochs": 9}}}))
+    fitted.clear()
+    assert invoke(*args(other)).exit_code == 0
+    assert [b for name, b in fitted if name == "search-train"] == [0.1, 0.01, 0.001, 0.0001]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "beta_search.json").write_text(json.dumps({"encoding-type": "something-else", "encoding-version": 1}))
+    res = invoke(*args(bad))
+    assert res.exit_code == 1 and "is not a β search record" in res.output and "Traceback" not in res.output
 
 
 def test_more_evaluation_chips_reevaluate_the_trained_model_without_retraining(tiny_mnist, tmp_path, monkeypatch):

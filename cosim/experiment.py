@@ -225,6 +225,9 @@ def _trained_model(exp: Experiment, train_data: ImageData, out: Path, reporter: 
         return model, {"history": history, "pretrained": str(source)}
     if (out / TRAINED).exists():
         return load_model(out, exp.run.model, shape, train_data.classes).to(device), _read_json(out / TRAINED)
+    # Chips saved by an interrupted evaluation belong to a model that is gone now (a tally is
+    # only written after trained.json): the model trained here is evaluated on every chip again.
+    (out / TALLY).unlink(missing_ok=True)
     cfg, record = exp.train, {}
     if exp.run.beta_search and cfg.method is Method.OVF:
         beta, search = _search_beta(exp, train_data, shape, out, reporter)

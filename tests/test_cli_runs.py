@@ -435,6 +435,18 @@ def test_more_evaluation_chips_run_only_the_new_chips_and_an_interrupted_evaluat
     assert invoke("evaluate", "--run", fresh_dir, "--chips", 6, "--out", tmp_path / "e.json").exit_code == 0
     assert held == [4, 5] and not (tmp_path / "e.chip_tally.json").exists()
     assert json.loads((tmp_path / "e.json").read_text())["accuracies"] == fresh["accuracies"][:6]
+    # A model that is gone (weights deleted, or never committed) is trained again, and the chips
+    # its predecessor left in chip_tally.json are not taken for the new one's.
+    retrained = tmp_path / "retrained"
+    stop_at.add(4)
+    assert invoke(*args, 9, "--out", retrained).exit_code != 0
+    assert len(json.loads((retrained / "chip_tally.json").read_text())["tally"]["correct"]) == 4
+    (retrained / "model.pt").unlink()
+    (retrained / "trained.json").unlink()
+    held.clear()
+    stop_at.clear()
+    assert invoke(*args, 9, "--out", retrained).exit_code == 0
+    assert held == list(range(9))
     (out / "metrics.json").unlink()  # as if interrupted, with a damaged tally: one clear message
     (out / "chip_tally.json").write_text('{"tally": []}')
     res = invoke(*args, 9, "--out", out)

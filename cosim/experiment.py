@@ -87,7 +87,7 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
                 if not exp.run.pretrained and not (out / TRAINED).exists():
                     write_json(out / TRAINED, {k: finished[k] for k in _TRAINING_KEYS if k in finished})
                 if "hardware" in finished:
-                    _save_tally(out / TALLY, _tally_key(exp, finished.get("device", "")),
+                    _save_tally(out / TALLY, _config_key(exp, finished.get("device", "")),
                                 _recorded_tally(finished["hardware"]))
             (out / "metrics.json").unlink()
     write_text(config_path, to_toml(exp.to_sections()))
@@ -107,7 +107,7 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
     else:
         model, trained = _trained_model(exp, train_data, out, reporter)
         metrics |= trained
-        key = _tally_key(exp, str(device))
+        key = _config_key(exp, str(device))
         stats = evaluate(model, test_data, exp.hw, exp.run.eval_chips, exp.run.eval_seed,
                          exp.run.chips_per_pass, reporter=reporter, done=_saved_tally(out / TALLY, key),
                          on_pass=lambda tally: _save_tally(out / TALLY, key, tally))
@@ -169,27 +169,41 @@ TALLY_FORMAT = "cosim-chip-tally"
 TALLY_VERSION = 1
 
 
-def _tally_key(exp: Experiment, device: str) -> dict:
-    """What a run's chip tally belongs to: its whole configuration but ``eval_chips``, and the device."""
+def _config_key(exp: Experiment, device: str) -> dict:
+    """What a run's saved progress (chip tally, β search) belongs to: its whole configuration but
+    ``eval_chips``, and the device."""
     return {"config": replace(exp, run=replace(exp.run, eval_chips=1)).to_sections(), "device": device}
 
 
+def _write_keyed(path: Path, fmt: str, version: int, key: dict, content: dict) -> None:
+    """Write saved progress: ``content`` with its format, version and ``key``."""
+    write_json(path, {"encoding-type": fmt, "encoding-version": version, **key, **content})
+
+
+def _read_keyed(path: Path, fmt: str, version: int, key: dict, what: str, remedy: str) -> dict | None:
+    """Saved progress written by :func:`_write_keyed` for this very ``key``; None when there is
+    none, or it belongs to another configuration (or device).
+
+    Raises:
+        CosimError: a file that is corrupt, or not ``what`` in a format this version reads.
+    """
+    if not path.exists():
+        return None
+    saved = read_json(path, remedy)
+    if not isinstance(saved, dict) or (saved.get("encoding-type"), saved.get("encoding-version")) != (fmt, version):
+        raise SpecError(f"{path} is not {what} this version of cosim reads; {remedy}")
+    return saved if {k: saved.get(k) for k in key} == json.loads(json.dumps(key)) else None
+
+
 def _save_tally(path: Path, key: dict, tally: ChipTally) -> None:
-    write_json(path, {"encoding-type": TALLY_FORMAT, "encoding-version": TALLY_VERSION, **key,
-                      "tally": tally.to_dict()})
+    _write_keyed(path, TALLY_FORMAT, TALLY_VERSION, key, {"tally": tally.to_dict()})
 
 
 def _saved_tally(path: Path, key: dict) -> ChipTally:
     """The chips an earlier call saved to ``path`` for this very ``key``; none otherwise."""
-    if not path.exists():
-        return ChipTally()
-    saved = _read_json(path)
-    if (saved.get("encoding-type"), saved.get("encoding-version")) != (TALLY_FORMAT, TALLY_VERSION):
-        raise SpecError(f"{path} is not a chip tally this version of cosim reads; delete it to "
-                        "evaluate its chips again.")
-    if {k: saved.get(k) for k in key} != json.loads(json.dumps(key)):
-        return ChipTally()  # another configuration's (or device's) chips: evaluated again
-    return ChipTally.from_dict(saved.get("tally"))
+    saved = _read_keyed(path, TALLY_FORMAT, TALLY_VERSION, key, "a chip tally",
+                        "delete it to evaluate its chips again.")
+    return ChipTally.from_dict(saved.get("tally")) if saved else ChipTally()
 
 
 def _recorded_tally(hardware: dict) -> ChipTally:
@@ -254,18 +268,13 @@ BETA_SEARCH_VERSION = 1
 
 def _saved_candidates(path: Path, key: dict) -> dict[float, dict]:
     """The β candidates an earlier call scored for this very ``key``, by β; none otherwise."""
-    if not path.exists():
+    remedy = "delete it to search β again."
+    saved = _read_keyed(path, BETA_SEARCH_FORMAT, BETA_SEARCH_VERSION, key, "a β search record", remedy)
+    if saved is None:
         return {}
-    saved = read_json(path, "delete it to search β again.")
-    if not isinstance(saved, dict) or (saved.get("encoding-type"), saved.get("encoding-version")) != (
-            BETA_SEARCH_FORMAT, BETA_SEARCH_VERSION):
-        raise SpecError(f"{path} is not a β search record this version of cosim reads; delete it to "
-                        "search β again.")
-    if {k: saved.get(k) for k in key} != json.loads(json.dumps(key)):
-        return {}  # another configuration's (or device's) search: done again
     results = saved.get("results")
     if not isinstance(results, list) or not all(isinstance(r, dict) and "beta" in r for r in results):
-        raise SpecError(f"{path} has no list of scored β candidates; delete it to search β again.")
+        raise SpecError(f"{path} has no list of scored β candidates; {remedy}")
     return {float(r["beta"]): r for r in results}
 
 
@@ -276,7 +285,7 @@ def _search_beta(exp: Experiment, train_data: ImageData, shape: tuple, out: Path
     n_val = max(1, len(train_data) // 10)
     fit_part = ImageData(train_data.images[:-n_val], train_data.labels[:-n_val], train_data.classes, "search-train")
     val_part = ImageData(train_data.images[-n_val:], train_data.labels[-n_val:], train_data.classes, "search-val")
-    key = _tally_key(exp, str(train_data.images.device))
+    key = _config_key(exp, str(train_data.images.device))
     saved = _saved_candidates(out / BETA_SEARCH, key)
     results = []
     for beta in BETA_CANDIDATES:
@@ -290,8 +299,7 @@ def _search_beta(exp: Experiment, train_data: ImageData, shape: tuple, out: Path
         stats = evaluate(trained, val_part, exp.hw, exp.run.beta_search_chips, exp.run.eval_seed + 1,
                          exp.run.chips_per_pass, reporter=reporter)
         results.append({"beta": beta, "val_mean": stats.mean, "val_ci95": stats.ci95})
-        write_json(out / BETA_SEARCH, {"encoding-type": BETA_SEARCH_FORMAT, "encoding-version": BETA_SEARCH_VERSION,
-                                       **key, "results": results})
+        _write_keyed(out / BETA_SEARCH, BETA_SEARCH_FORMAT, BETA_SEARCH_VERSION, key, {"results": results})
     best = max(results, key=lambda r: r["val_mean"])
     return best["beta"], results
 
@@ -477,7 +485,7 @@ def evaluate_run(run_dir: Path, dest: Path, n_chips: int | None = None, reporter
     model = load_model(source, exp.run.model, tuple(test_data.images.shape[1:]), test_data.classes).to(device)
     hw = hw or exp.hw
     progress = dest.with_suffix("." + TALLY)
-    key = _tally_key(exp, str(device)) | {"hardware": hardware_to_dict(hw), "temperature": temperature}
+    key = _config_key(exp, str(device)) | {"hardware": hardware_to_dict(hw), "temperature": temperature}
     stats = evaluate(model, test_data, hw, n_chips or exp.run.eval_chips, exp.run.eval_seed,
                      exp.run.chips_per_pass, reporter=reporter, temperature=temperature,
                      done=_saved_tally(progress, key), on_pass=lambda tally: _save_tally(progress, key, tally))

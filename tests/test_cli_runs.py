@@ -313,6 +313,19 @@ def test_an_interrupted_beta_search_resumes_without_its_checkpoints(tiny_mnist, 
     assert resumed["beta_search"] == expected["beta_search"] and resumed["beta"] == expected["beta"]
     assert resumed["hardware"]["accuracies"] == expected["hardware"]["accuracies"]
 
+    # An evaluation interrupted in another checkout (trained.json committed; model.pt, checkpoints
+    # and the finished metrics not): the model is trained again with the β its search chose, and
+    # the search is not run again.
+    (out / "model.pt").unlink()
+    (out / "metrics.json").unlink()
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    fitted.clear()
+    res = invoke(*args(out))
+    assert res.exit_code == 0, res.output
+    assert [b for _, b in fitted] == [expected["beta"]] and (out / "model.pt").exists()
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["beta_search"] == expected["beta_search"] and again["beta"] == expected["beta"]
+
     # A record of another configuration is not taken; one in an unknown format is refused.
     other = tmp_path / "other"
     (other).mkdir()
@@ -436,17 +449,25 @@ def test_more_evaluation_chips_run_only_the_new_chips_and_an_interrupted_evaluat
     assert held == [4, 5] and not (tmp_path / "e.chip_tally.json").exists()
     assert json.loads((tmp_path / "e.json").read_text())["accuracies"] == fresh["accuracies"][:6]
     # A model that is gone (weights deleted, or never committed) is trained again, and the chips
-    # its predecessor left in chip_tally.json are not taken for the new one's.
-    retrained = tmp_path / "retrained"
-    stop_at.add(4)
-    assert invoke(*args, 9, "--out", retrained).exit_code != 0
-    assert len(json.loads((retrained / "chip_tally.json").read_text())["tally"]["correct"]) == 4
-    (retrained / "model.pt").unlink()
-    (retrained / "trained.json").unlink()
-    held.clear()
-    stop_at.clear()
-    assert invoke(*args, 9, "--out", retrained).exit_code == 0
-    assert held == list(range(9))
+    # its predecessor left in chip_tally.json are not taken for the new one's: with its training
+    # record gone too, and with the record kept (a fresh checkout of committed results: trained.json
+    # and the tally are committed, model.pt and checkpoints are not).
+    for keep_record in (False, True):
+        retrained = tmp_path / f"retrained-{keep_record}"
+        held.clear()
+        stop_at.add(4)
+        assert invoke(*args, 9, "--out", retrained).exit_code != 0
+        assert len(json.loads((retrained / "chip_tally.json").read_text())["tally"]["correct"]) == 4
+        (retrained / "model.pt").unlink()
+        shutil.rmtree(retrained / "checkpoints", ignore_errors=True)
+        if not keep_record:
+            (retrained / "trained.json").unlink()
+        held.clear()
+        stop_at.clear()
+        res = invoke(*args, 9, "--out", retrained)
+        assert res.exit_code == 0, res.output
+        assert held == list(range(9)) and (retrained / "model.pt").exists()
+        assert (retrained / "trained.json").exists() and not (retrained / "chip_tally.json").exists()
     (out / "metrics.json").unlink()  # as if interrupted, with a damaged tally: one clear message
     (out / "chip_tally.json").write_text('{"tally": []}')
     res = invoke(*args, 9, "--out", out)

@@ -237,8 +237,8 @@ def _trained_model(exp: Experiment, train_data: ImageData, out: Path, reporter: 
         model = load_model(source, exp.run.model, shape, train_data.classes).to(device)
         history = _read_json(source / "metrics.json").get("history", []) if source.is_dir() else []
         return model, {"history": history, "pretrained": str(source)}
-    earlier = _read_json(out / TRAINED) if (out / TRAINED).exists() else {}
-    if (out / TRAINED).exists() and (out / "model.pt").exists():
+    earlier = _read_json(out / TRAINED) if (out / TRAINED).exists() else None
+    if earlier is not None and (out / "model.pt").exists():
         return load_model(out, exp.run.model, shape, train_data.classes).to(device), earlier
     # Chips saved by an interrupted evaluation belong to a model that is gone now (a tally is
     # only written after trained.json; trained.json without model.pt is a fresh checkout of an
@@ -246,11 +246,11 @@ def _trained_model(exp: Experiment, train_data: ImageData, out: Path, reporter: 
     # is evaluated on every chip again. A β search that was over is not run again.
     (out / TALLY).unlink(missing_ok=True)
     cfg, record = exp.train, {}
-    if exp.run.beta_search and cfg.method is Method.OVF and "beta" in earlier:
-        cfg = replace(cfg, beta=earlier["beta"])
-        record = {"beta_search": earlier["beta_search"], "beta": earlier["beta"]}
-    elif exp.run.beta_search and cfg.method is Method.OVF:
-        beta, search = _search_beta(exp, train_data, shape, out, reporter)
+    if exp.run.beta_search and cfg.method is Method.OVF:
+        if earlier and "beta" in earlier:
+            beta, search = earlier["beta"], earlier["beta_search"]
+        else:
+            beta, search = _search_beta(exp, train_data, shape, out, reporter)
         cfg = replace(cfg, beta=beta)
         record = {"beta_search": search, "beta": beta}
     torch.manual_seed(exp.run.init_seed)

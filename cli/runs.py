@@ -146,6 +146,7 @@ def reproduce(
     test_limit: Annotated[int | None, typer.Option("--test-limit", min=0, help="Test images every run is scored on (0 = all; default: the experiment's).")] = None,
     dataset: Annotated[DatasetName | None, typer.Option("--dataset", help="Override the data set (e.g. fashion-mnist).")] = None,
     sigma: Annotated[list[float] | None, typer.Option("--sigma", min=0.0, metavar="SIGMA", help="Run only these σ of the experiment's sweep, or others (repeatable; paper002-fig3: σ_d, paper001-dva-dfp: the devices' σ, partition-ovf: σ_d). The table shows every σ run in the folder.")] = None,
+    beta: Annotated[float | None, typer.Option("--beta", help="paper002-fig3: OVF's β for every σ_d, instead of a β search per σ_d (paper 002 searches once per network; default: search).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Results folder (default results/<experiment>[-dataset][-irdrop][-quick]).")] = None,
     ideal_out: Annotated[Path | None, typer.Option("--ideal-out", help="With --ir-drop: the experiment's folder without IR drop, whose trained models and ideal-array runs are reused or made there (default results/<experiment>[-dataset][-quick]).")] = None,
 ) -> None:
@@ -162,7 +163,7 @@ def reproduce(
     if ideal_out is not None and not ir_drop:
         raise typer.BadParameter("--ideal-out applies only with --ir-drop.", param_hint="--ideal-out")
     overrides = Overrides(tuple(m.value for m in model or ()), chips, epochs, retrain_epochs, retrain_limit,
-                          train_limit, test_limit, dataset.value if dataset else "", tuple(sigma or ()))
+                          train_limit, test_limit, dataset.value if dataset else "", tuple(sigma or ()), beta)
     dest = run_experiment(experiment, out, quick, ir_drop, str(data_dir) if data_dir else "", overrides, RichReporter(),
                           ideal_out)
     console.print((dest / "table.md").read_text())

@@ -253,6 +253,8 @@ def _trained_model(exp: Experiment, train_data: ImageData, out: Path, reporter: 
             beta, search = _search_beta(exp, train_data, shape, out, reporter)
         cfg = replace(cfg, beta=beta)
         record = {"beta_search": search, "beta": beta}
+    elif cfg.method is Method.OVF:  # β as configured (e.g. `cosim reproduce --beta`): the table names it
+        record = {"beta": cfg.beta}
     torch.manual_seed(exp.run.init_seed)
     model = build_model(exp.run.model, shape, train_data.classes).to(device)
     result = fit(model, train_data, cfg, exp.hw, checkpoint=out / "checkpoints" / "train.pt", reporter=reporter)

@@ -69,6 +69,9 @@ class Budget:
     dataset: str = "mnist"
     ratios: tuple[float, ...] = (2.0, 10.0, 100.0)
     """Paper 001's device on/off ratios (``r_hrs / r_lrs``)."""
+    ovf_beta: float | None = None
+    """Paper 002: OVF's β, the same for every σ_d, with no β search; None searches β for each
+    σ_d on a validation split (:data:`cosim.experiment.BETA_CANDIDATES`)."""
 
 
 FULL = {
@@ -191,7 +194,10 @@ def _plan_paper002(b: Budget, data_dir: str, ir_drop: bool, root: Path, home: Pa
         for sigma in b.sigmas:
             for method in ("vanilla", "gni", "ovf"):
                 train = {"method": method, "epochs": b.teacher_epochs, "sigma_d": sigma}
-                run = _base(model, b, data_dir) | {"eval_chips": b.eval_chips, "beta_search": method == "ovf"}
+                search = method == "ovf" and b.ovf_beta is None
+                run = _base(model, b, data_dir) | {"eval_chips": b.eval_chips, "beta_search": search}
+                if method == "ovf" and not search:
+                    train["beta"] = b.ovf_beta
                 source, twin = f"{model}-sigma{sigma:g}-{method}", ""
                 if method == "vanilla" or sigma == 0:  # no noise to inject: the vanilla model itself
                     train, run = {"epochs": b.teacher_epochs}, run | {"pretrained": str(home / "runs" / vanilla)}
@@ -296,6 +302,9 @@ class Overrides:
     sigmas: tuple[float, ...] = ()
     """σ values to run instead of the experiment's sweep (paper 002: σ_d; paper 001: the devices'
     lognormal σ; partition-ovf: σ_d); () keeps. Refused by experiments without a σ sweep."""
+    beta: float | None = None
+    """Paper 002: OVF's β for every σ_d instead of a β search per σ_d (paper 002 searches β once
+    for a network and data set); None searches. Refused by the other experiments."""
 
     def apply(self, b: Budget) -> Budget:
         """``b`` with these overrides.
@@ -324,6 +333,10 @@ class Overrides:
             if bad:
                 raise SpecError(f"--sigma must be a finite number >= 0, got {bad[0]!r}.")
             b = replace(b, sigmas=tuple(sorted(set(self.sigmas))))
+        if self.beta is not None:
+            if not (math.isfinite(self.beta) and self.beta > 0):
+                raise SpecError(f"--beta must be a finite number > 0, got {self.beta!r}.")
+            b = replace(b, ovf_beta=self.beta)
         return b
 
     def flags(self) -> str:
@@ -335,7 +348,8 @@ class Overrides:
                 + (f" --train-limit {self.train_limit}" if self.train_limit is not None else "")
                 + (f" --test-limit {self.test_limit}" if self.test_limit is not None else "")
                 + (f" --dataset {self.dataset}" if self.dataset else "")
-                + "".join(f" --sigma {s:g}" for s in sorted(set(self.sigmas))))
+                + "".join(f" --sigma {s:g}" for s in sorted(set(self.sigmas)))
+                + (f" --beta {self.beta:g}" if self.beta is not None else ""))
 
 
 def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool = False, ir_drop: bool = False,
@@ -350,7 +364,8 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
         ir_drop: evaluate on the calibrated surrogate (``device_models/default.h5``).
         data_dir: data directory passed to every run ("" = cache/fetch).
         overrides: budget changes (models, chips, epochs, retraining budget, training and test
-            images, data set, σ values). The table covers the runs of every σ in the folder.
+            images, data set, σ values, paper 002's OVF β). The table covers the runs of every σ
+            in the folder.
         ideal_out: with ``ir_drop``, the same experiment's folder without IR drop (default
             ``results/<name>[-<dataset>][-quick]``): papers 001/002 train (or reuse) their models
             and ideal-array evaluations there; paper 000 reads its ideal-array runs from there,
@@ -364,6 +379,8 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     if overrides.sigmas and not FULL[name].sigmas:
         raise SpecError(f"{name.value} has no σ sweep; --sigma applies to "
                         + ", ".join(n.value for n, budget in FULL.items() if budget.sigmas) + ".")
+    if overrides.beta is not None and name is not ExperimentName.PAPER002_FIG3:
+        raise SpecError(f"--beta is OVF's β of {ExperimentName.PAPER002_FIG3.value}; {name.value} has no β to set.")
     if name in (ExperimentName.PAPER001_DVA_DFP, ExperimentName.PARTITION_OVF) and 0 in overrides.sigmas:
         raise SpecError(f"{name.value} studies σ > 0 only (σ = 0 is no variation at all); drop --sigma 0.")
     base = QUICK if quick else FULL[name]
@@ -468,7 +485,7 @@ def describe() -> list[tuple[str, str]]:
 _DOCS = {
     ExperimentName.PAPER000_TABLE2: "paper 000 Table 2: SAF-only faults; masked FT, KD, partition retraining; MLP, LeNet, ConvNet, LeNet-5",
     ExperimentName.PAPER000_TABLE3: "paper 000 Table 3: multi-fault 25.03 %; same methods and models",
-    ExperimentName.PAPER002_FIG3: "paper 002 Fig. 3: σ_d sweep 0..0.4, vanilla / GNI / OVF (β search), accuracy and EKL; VGG-8",
+    ExperimentName.PAPER002_FIG3: "paper 002 Fig. 3: σ_d sweep 0..0.4, vanilla / GNI / OVF (β search, or --beta), accuracy and EKL; VGG-8",
     ExperimentName.PAPER001_DVA_DFP: "paper 001: DVA and DFP against on/off ratio (2, 10, 100) and σ (0.1, 0.3, 0.5); LeNet-5",
     ExperimentName.PARTITION_OVF: "beyond the papers: partition retraining with and without OVF-style variation "
                                   "training; multi-fault chips written with variation σ_d (0.1, 0.2, 0.3); LeNet-5",

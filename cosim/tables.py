@@ -194,7 +194,8 @@ def table_paper002(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
                         into[m + label][0].append(s)
                         into[m + label][1].append(value)
                         into[m + label][2].append(err)
-            beta = cell["ovf"].get("beta", "—")
+            beta = cell["ovf"].get("beta", "—")  # none at σ_d = 0 (the vanilla model)
+            beta = f"{beta}{'' if 'beta_search' in cell['ovf'] or beta == '—' else ', fixed'}"
             lines.append(f"| {model} | {s:g} | " + " | ".join(_mean_ci(cell[m]["hardware"]) for m in ("vanilla", "gni"))
                          + f" | {_mean_ci(cell['ovf']['hardware'])} ({beta})"
                          + "".join(f" | {_delta(paired(cell[m]['hardware'], cell['ovf']['hardware']))}"
@@ -208,6 +209,7 @@ def table_paper002(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
         _plot(series, out / f"{model}-accuracy.png", "accuracy over chips (%)", f"{model}: accuracy vs σ_d")
         _plot(ekl, out / f"{model}-ekl.png", "EKL of correct predictions (nats)", f"{model}: EKL vs σ_d")
     text = "\n".join(lines) + ("\n\nCells: mean accuracy % over chips ± 95 % CI; EKL in nats (lower is better). "
+                               "OVF (β): the β its β search picked, or set by `--beta` (\"fixed\"). "
                                "OVF − GNI, OVF − vanilla: per chip (chip k draws the same programming noise "
                                "for every model), mean ± 95 % CI (Student t).\n")
     if len(ir_lines) > 2:

@@ -342,3 +342,46 @@ def test_paper002_table_leaves_out_a_sigma_whose_runs_are_not_all_finished(tmp_p
             metrics[runs[-1].name] = hw([0.5, 0.7] if m == "ovf" else [0.4, 0.5])
     body = [line for line in table_paper002(runs, metrics, tmp_path).splitlines() if line.startswith("| m |")]
     assert len(body) == 1 and body[0].startswith("| m | 0.2 | 45.00 ± 1.00 | 45.00 ± 1.00 | 60.00 ± 1.00 (—) | +15.00 ±")
+
+
+def test_beta_fixes_ovf_beta_for_every_sigma_without_a_search(tiny_mnist, tmp_path):
+    """``--beta`` (paper 002 only) trains OVF with that β at every σ_d > 0, no β search; the
+    table names it as fixed, and a folder whose OVF runs searched β refuses it."""
+    from pathlib import Path
+
+    from cosim.reproduce import QUICK, ExperimentName, Overrides, plan
+
+    o = Overrides(beta=1e-3)
+    ovf = {r.keys["sigma"]: r for r in plan(ExperimentName.PAPER002_FIG3, o.apply(QUICK), "", False, Path("x"))
+           if r.keys.get("method") == "ovf"}
+    assert sorted(ovf) == [0.0, 0.3] and o.flags() == " --beta 0.001"
+    assert ovf[0.3].sections["train"]["beta"] == 1e-3 and ovf[0.3].sections["run"]["beta_search"] is False
+    assert "beta" not in ovf[0.0].sections["train"]  # σ_d = 0: the vanilla model, no OVF training
+    searched = next(r for r in plan(ExperimentName.PAPER002_FIG3, QUICK, "", False, Path("x"))
+                    if r.keys.get("method") == "ovf" and r.keys["sigma"] == 0.3)
+    assert searched.sections["run"]["beta_search"] is True and "beta" not in searched.sections["train"]
+
+    out = tmp_path / "p002"
+    args = ["reproduce", "paper002-fig3", "--quick", "--data-dir", str(tiny_mnist), "--sigma", "0.3", "--out", str(out)]
+    for bad, message in ((["--beta", "0"], "--beta must be a finite number > 0"),
+                         (["--beta", "nan"], "--beta must be a finite number > 0")):
+        res = runner.invoke(app, args + bad)
+        assert res.exit_code == 1 and message in res.output and "Traceback" not in res.output
+    assert not out.exists()
+    res = runner.invoke(app, ["reproduce", "paper000-table3", "--quick", "--beta", "0.01", "--out", str(tmp_path / "t3")])
+    assert res.exit_code == 1 and "has no β to set" in res.output and not (tmp_path / "t3").exists()
+
+    res = runner.invoke(app, args + ["--beta", "0.001"])
+    assert res.exit_code == 0, res.output
+    run = out / "runs" / "lenet5-sigma0.3-ovf"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["beta"] == 1e-3 and "beta_search" not in metrics  # trained with it, nothing searched
+    assert "beta = 0.001" in (run / "config.toml").read_text()
+    row = next(line for line in (out / "table.md").read_text().splitlines() if line.startswith("| lenet5 | 0.3 "))
+    assert "(0.001, fixed)" in row
+    assert json.loads((out / "summary.json").read_text())["calls"][-1]["command"].endswith(f"--beta 0.001 --out {out}")
+    # The same folder without --beta would mix a searched β into a fixed-β sweep: refused, nothing redone.
+    stamp = (run / "metrics.json").stat().st_mtime_ns
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1 and "holds a run with another configuration" in res.output and "Traceback" not in res.output
+    assert (run / "metrics.json").stat().st_mtime_ns == stamp

@@ -194,8 +194,8 @@ def table_paper002(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
                         into[m + label][0].append(s)
                         into[m + label][1].append(value)
                         into[m + label][2].append(err)
-            beta = cell["ovf"].get("beta", "—")  # none at σ_d = 0 (the vanilla model)
-            beta = f"{beta}{'' if 'beta_search' in cell['ovf'] or beta == '—' else ', fixed'}"
+            ovf = cell["ovf"]  # no β at σ_d = 0 (the vanilla model); "fixed" when not searched
+            beta = f"{ovf['beta']}{'' if 'beta_search' in ovf else ', fixed'}" if "beta" in ovf else "—"
             lines.append(f"| {model} | {s:g} | " + " | ".join(_mean_ci(cell[m]["hardware"]) for m in ("vanilla", "gni"))
                          + f" | {_mean_ci(cell['ovf']['hardware'])} ({beta})"
                          + "".join(f" | {_delta(paired(cell[m]['hardware'], cell['ovf']['hardware']))}"

@@ -432,8 +432,8 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     shown = {r.keys["model"] for r in runs if "role" not in r.keys and not r.compare_only and (r.home or out) == out}
     missing = [m for m in PAPER_MODELS[name] if m not in shown]
     if missing and not quick:
-        table += (f"\nNot run here: {', '.join(missing)} (CPU time: a 2-core machine, no accelerator lent; "
-                  f"`--model NAME` runs them unchanged).\n")
+        table += (f"\nNot in this folder: {', '.join(missing)} (CPU time: a 2-core machine, no accelerator lent; "
+                  f"`--model NAME` runs them unchanged; results/README.md says which have a folder of their own).\n")
     write_text(out / "table.md", header + table)
     write_json(out / "summary.json", {"experiment": name.value, "quick": quick, "ir_drop": ir_drop, "command": command,
                                       "wall_s_this_call": wall, "calls": calls, "budget": b.__dict__,
@@ -485,7 +485,8 @@ def describe() -> list[tuple[str, str]]:
 _DOCS = {
     ExperimentName.PAPER000_TABLE2: "paper 000 Table 2: SAF-only faults; masked FT, KD, partition retraining; MLP, LeNet, ConvNet, LeNet-5",
     ExperimentName.PAPER000_TABLE3: "paper 000 Table 3: multi-fault 25.03 %; same methods and models",
-    ExperimentName.PAPER002_FIG3: "paper 002 Fig. 3: σ_d sweep 0..0.4, vanilla / GNI / OVF (β search, or --beta), accuracy and EKL; VGG-8",
+    ExperimentName.PAPER002_FIG3: "paper 002 Fig. 3: σ_d sweep 0..0.4, vanilla / GNI / OVF (β search, or --beta), "
+                                  "accuracy and EKL; VGG-8 (ResNet-18 with --model resnet18)",
     ExperimentName.PAPER001_DVA_DFP: "paper 001: DVA and DFP against on/off ratio (2, 10, 100) and σ (0.1, 0.3, 0.5); LeNet-5",
     ExperimentName.PARTITION_OVF: "beyond the papers: partition retraining with and without OVF-style variation "
                                   "training; multi-fault chips written with variation σ_d (0.1, 0.2, 0.3); LeNet-5",

@@ -26,6 +26,7 @@ app = typer.Typer(
     help="cosim: co-simulation of neural networks on RRAM crossbars (ngspice-validated).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help text is plain: "[run]" and "[-quick]" print as written
 )
 app.add_typer(spice.app, name="spice")
 app.add_typer(runs.data_app, name="data")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cosim.data import DatasetName, Split, default_cache_dir, fetch_mnist, load_dataset
@@ -19,7 +20,7 @@ from cosim.train import Method
 
 from .common import RichReporter, console, friendly_errors
 
-data_app = typer.Typer(help="Data sets: fetch and check.", no_args_is_help=True)
+data_app = typer.Typer(help="Data sets: fetch and check.", no_args_is_help=True, rich_markup_mode=None)
 
 
 def _overrides(sets: list[str]) -> dict:
@@ -156,7 +157,7 @@ def reproduce(
 
     if list_ or experiment is None:
         for name, doc in describe():
-            console.print(f"[bold]{name}[/]: {doc}")
+            console.print(f"[bold]{escape(name)}[/]: {escape(doc)}")
         if experiment is None and not list_:
             raise typer.Exit(2)
         return

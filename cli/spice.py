@@ -18,7 +18,8 @@ from cosim.spice.golden import write_golden
 
 from .common import RichReporter, console, fail, friendly_errors
 
-app = typer.Typer(help="Circuit-level crossbar solves: netlists, ngspice, the nodal reference.", no_args_is_help=True)
+app = typer.Typer(help="Circuit-level crossbar solves: netlists, ngspice, the nodal reference.", no_args_is_help=True,
+                  rich_markup_mode=None)
 
 ConductancesOpt = Annotated[Path, typer.Option("--conductances", help="rows x cols .npy of conductances, siemens.")]
 VoltagesOpt = Annotated[Path, typer.Option("--voltages", help="batch x rows (or rows) .npy of input voltages, volts.")]

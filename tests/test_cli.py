@@ -136,6 +136,17 @@ def test_unknown_option_and_bad_choice_exit_2(case):
     assert res.exit_code == 1 and "r_wire_row_ohm must be a finite number >= 0" in res.stderr
 
 
+@pytest.mark.parametrize(("command", "fragment"), [
+    (("train",), "TOML file with [run], [train], [hardware]."),
+    (("evaluate",), "TOML with a [hardware] table"),
+    (("calibrate",), "TOML with a [campaign] table"),
+])
+def test_help_prints_toml_section_names_as_written(command, fragment):
+    """Square brackets in help text are TOML section names, not markup to be swallowed."""
+    res = invoke(*command, "--help", terminal_width=200)
+    assert res.exit_code == 0 and fragment in res.output, res.output
+
+
 def test_missing_ngspice_and_nonconvergence_exit_1(case, monkeypatch):
     d, _, _ = case
     res = invoke("spice", "solve", "--conductances", d / "G.npy", "--voltages", d / "V.npy", "--out", d / "o.npz",

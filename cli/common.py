@@ -20,6 +20,14 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def new_app(help: str) -> typer.Typer:
+    """A typer app (the top level or a command group) with this CLI's settings: no args shows
+    help, no pretty tracebacks, and plain help text, so that ``[run]`` or ``[-quick]`` in an
+    option's help prints as written instead of being read as rich markup. Every group must be
+    made here: typer does not pass these settings down to groups added with ``add_typer``."""
+    return typer.Typer(help=help, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
 def setup_logging(verbose: bool) -> None:
     """Route the library's logging through rich on stderr."""
     logging.basicConfig(

@@ -19,15 +19,10 @@ from cosim.spice import ngspice_version, solve_crossbar
 from cosim.spice.ngspice import library_path
 
 from . import calibrate, runs, spice
-from .common import RichReporter, console, friendly_errors, setup_logging
+from .common import RichReporter, console, friendly_errors, new_app, setup_logging
 from .spice import print_result_table, summary_dict
 
-app = typer.Typer(
-    help="cosim: co-simulation of neural networks on RRAM crossbars (ngspice-validated).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # help text is plain: "[run]" and "[-quick]" print as written
-)
+app = new_app("cosim: co-simulation of neural networks on RRAM crossbars (ngspice-validated).")
 app.add_typer(spice.app, name="spice")
 app.add_typer(runs.data_app, name="data")
 app.command()(runs.train)

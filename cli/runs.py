@@ -18,9 +18,9 @@ from cosim.models import ModelName
 from cosim.runconfig import Experiment, hardware_from_dict, read_toml
 from cosim.train import Method
 
-from .common import RichReporter, console, friendly_errors
+from .common import RichReporter, console, friendly_errors, new_app
 
-data_app = typer.Typer(help="Data sets: fetch and check.", no_args_is_help=True, rich_markup_mode=None)
+data_app = new_app("Data sets: fetch and check.")
 
 
 def _overrides(sets: list[str]) -> dict:

@@ -16,10 +16,9 @@ from cosim.specs import ArraySpec, CellIV, CellKind, DeviceSpec, FaultSpec, Solv
 from cosim.spice import SolveResult, build_circuit, render_netlist, solve_crossbar, validate_inputs
 from cosim.spice.golden import write_golden
 
-from .common import RichReporter, console, fail, friendly_errors
+from .common import RichReporter, console, fail, friendly_errors, new_app
 
-app = typer.Typer(help="Circuit-level crossbar solves: netlists, ngspice, the nodal reference.", no_args_is_help=True,
-                  rich_markup_mode=None)
+app = new_app("Circuit-level crossbar solves: netlists, ngspice, the nodal reference.")
 
 ConductancesOpt = Annotated[Path, typer.Option("--conductances", help="rows x cols .npy of conductances, siemens.")]
 VoltagesOpt = Annotated[Path, typer.Option("--voltages", help="batch x rows (or rows) .npy of input voltages, volts.")]

@@ -194,11 +194,14 @@ def evaluate(model: nn.Module, data: ImageData, hw: HardwareConfig, n_chips: int
     reporter = reporter or NullReporter()
     digital = unconvert(copy.deepcopy(model)).eval()
     ideal = digital_accuracy(digital, data, batch_size)
-    hw_model = convert(digital, hw, n_chips=1, seed=seed).eval()
-    if not crossbar_layers(hw_model):
-        raise SpecError("the model has no Linear or Conv2d layer to put on crossbars.")
     tally = done.head(n_chips)
     identical = chips_alike(hw)  # nothing is drawn: every chip is chip 0's copy
+    per_pass = 1 if identical else chips_per_pass
+    # Converting draws chips (first chip, count): a fresh evaluation's first pass runs on them.
+    held = (0, 1 if len(tally) else min(per_pass, n_chips))
+    hw_model = convert(digital, hw, n_chips=held[1], seed=seed).eval()
+    if not crossbar_layers(hw_model):
+        raise SpecError("the model has no Linear or Conv2d layer to put on crossbars.")
     reporter.start(n_chips, f"Monte Carlo over {n_chips} chips" + (" (all alike: one is run)" if identical else ""))
     reporter.advance(len(tally))
     try:
@@ -207,8 +210,10 @@ def evaluate(model: nn.Module, data: ImageData, hw: HardwareConfig, n_chips: int
             if identical and tally.nll:  # the same chip again: the same counts
                 counts = [(tally.correct[-1], tally.nll[-1])] * (n_chips - first)
             else:
-                k = 1 if identical else min(chips_per_pass, n_chips - first)
-                hold_chips(hw_model, k, first)
+                k = min(per_pass, n_chips - first)
+                if held != (first, k):
+                    hold_chips(hw_model, k, first)
+                    held = (first, k)
                 counts = _chip_counts(hw_model, data, k, batch_size, temperature)
             for c, v in counts:
                 tally = tally.plus(c, v)

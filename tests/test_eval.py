@@ -133,3 +133,25 @@ def test_chips_that_draw_nothing_are_run_once_and_give_the_full_evaluations_numb
     assert passes == [1, 5, 2, 4, 5]
     assert short.accuracies == full.accuracies and short.ekl == pytest.approx(full.ekl, rel=1e-6)
     assert short.accuracies[0] != digital_accuracy(model, data)  # quantised: the chip is not the digital model
+
+
+def test_each_chip_is_drawn_once(monkeypatch):
+    """A fresh evaluation draws every chip once, the first pass's with the conversion itself (no
+    throwaway draw); a resumed one draws only its new chips and the one its conversion holds."""
+    import cosim.layers.modules as modules
+
+    drawn = []
+    real = modules.draw_chips
+
+    def counting(shape, hw, n_chips, seed, first_chip=0, *args):
+        drawn.append((first_chip, n_chips))
+        return real(shape, hw, n_chips, seed, first_chip, *args)
+
+    monkeypatch.setattr(modules, "draw_chips", counting)
+    model, data = _problem(6)
+    hw = HardwareConfig(faults=FaultSpec(), prog_sigma=0.2, tile_rows=8, tile_cols=8)
+    fresh = evaluate(model, data, hw, n_chips=7, seed=3, chips_per_pass=3)
+    assert drawn == [(0, 3)] * 2 + [(3, 3)] * 2 + [(6, 1)] * 2  # two crossbar layers
+    drawn.clear()
+    grown = evaluate(model, data, hw, n_chips=7, seed=3, chips_per_pass=3, done=fresh.tally.head(4))
+    assert drawn == [(0, 1)] * 2 + [(4, 3)] * 2 and grown.accuracies == fresh.accuracies

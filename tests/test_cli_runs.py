@@ -395,6 +395,8 @@ def test_more_evaluation_chips_run_only_the_new_chips_and_an_interrupted_evaluat
         real_hold(model, n, first)
 
     stop_at: set[int] = set()
+    # held: the chips each pass draws. A fresh evaluation (one chip a pass here) runs chip 0 on the
+    # conversion's own draw, so its list starts at 1; a resumed one starts at its first new chip.
     monkeypatch.setattr(cosim.eval, "hold_chips", hold)
     args = ("train", "--data-dir", tiny_mnist, "--model", "mlp", "--epochs", 1, "--set", "run.chips_per_pass=1",
             "--set", "hardware.prog_sigma=0.5", "--set", "hardware.p_sa1=0.2", "--eval-chips")
@@ -422,7 +424,7 @@ def test_more_evaluation_chips_run_only_the_new_chips_and_an_interrupted_evaluat
     (other / "chip_tally.json").write_bytes((out / "chip_tally.json").read_bytes())
     held.clear()
     assert invoke(*args, 3, "--out", other, "--set", "hardware.prog_sigma=0.1").exit_code == 0
-    assert held == [0, 1, 2]
+    assert held == [1, 2]  # all three chips run: none taken
     held.clear()
     stop_at.clear()
     assert invoke(*args, 9, "--out", out).exit_code == 0
@@ -434,12 +436,12 @@ def test_more_evaluation_chips_run_only_the_new_chips_and_an_interrupted_evaluat
     held.clear()
     stop_at.add(4)
     res = invoke("evaluate", "--run", fresh_dir, "--chips", 6, "--out", tmp_path / "e.json")
-    assert res.exit_code != 0 and held == [0, 1, 2, 3, 4] and not (tmp_path / "e.json").exists()
+    assert res.exit_code != 0 and held == [1, 2, 3, 4] and not (tmp_path / "e.json").exists()
     assert len(json.loads((tmp_path / "e.chip_tally.json").read_text())["tally"]["correct"]) == 4
     held.clear()
     stop_at.clear()
     res = invoke("evaluate", "--run", fresh_dir, "--chips", 6, "--out", tmp_path / "e.json", "--temperature", 2)
-    assert res.exit_code == 0 and held == [0, 1, 2, 3, 4, 5]  # another temperature: nothing taken
+    assert res.exit_code == 0 and held == [1, 2, 3, 4, 5]  # another temperature: nothing taken
     (tmp_path / "e.json").unlink()
     stop_at.add(4)
     assert invoke("evaluate", "--run", fresh_dir, "--chips", 6, "--out", tmp_path / "e.json").exit_code != 0
@@ -466,7 +468,7 @@ def test_more_evaluation_chips_run_only_the_new_chips_and_an_interrupted_evaluat
         stop_at.clear()
         res = invoke(*args, 9, "--out", retrained)
         assert res.exit_code == 0, res.output
-        assert held == list(range(9)) and (retrained / "model.pt").exists()
+        assert held == list(range(1, 9)) and (retrained / "model.pt").exists()
         assert (retrained / "trained.json").exists() and not (retrained / "chip_tally.json").exists()
     (out / "metrics.json").unlink()  # as if interrupted, with a damaged tally: one clear message
     (out / "chip_tally.json").write_text('{"tally": []}')

@@ -197,7 +197,8 @@ def evaluate(model: nn.Module, data: ImageData, hw: HardwareConfig, n_chips: int
     tally = done.head(n_chips)
     identical = chips_alike(hw)  # nothing is drawn: every chip is chip 0's copy
     per_pass = 1 if identical else chips_per_pass
-    # Converting draws chips (first chip, count): a fresh evaluation's first pass runs on them.
+    # held: (first chip, count) the crossbar layers hold. Converting draws a fresh evaluation's
+    # first pass, which then runs on that draw; a resumed one converts on chip 0 alone.
     held = (0, 1 if len(tally) else min(per_pass, n_chips))
     hw_model = convert(digital, hw, n_chips=held[1], seed=seed).eval()
     if not crossbar_layers(hw_model):

@@ -385,3 +385,22 @@ def test_beta_fixes_ovf_beta_for_every_sigma_without_a_search(tiny_mnist, tmp_pa
     res = runner.invoke(app, args)
     assert res.exit_code == 1 and "holds a run with another configuration" in res.output and "Traceback" not in res.output
     assert (run / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_paper000_runs_resnet18_unchanged(tiny_mnist, tmp_path):
+    """ResNet-18, one of paper 000's two rows no session ran at full size (no accelerator lent),
+    goes through the same command end to end: teacher, both presets, every method, and partition
+    retraining block by block over the network's own four blocks (eq. 5). (VGG-16 takes the same
+    path; its blocks are checked in test_train.)"""
+    out = tmp_path / "t2"
+    args = ["reproduce", "paper000-table2", "--quick", "--data-dir", str(tiny_mnist), "--out", str(out),
+            "--model", "resnet18", "--chips", "1", "--train-limit", "64", "--retrain-limit", "64", "--test-limit", "32"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rows = [line.split("|")[1:-1] for line in (out / "table.md").read_text().splitlines()
+            if line.startswith("| resnet18 ")]
+    assert sorted(r[1].strip() for r in rows) == ["differential_slices", "one_cell"]
+    assert all("±" in cell for r in rows for cell in r[4:])  # unretrained and all three methods scored
+    chip = json.loads((out / "runs" / "resnet18-one_cell-partition" / "chips.json").read_text())["0"]
+    assert [h["phase"] for h in chip["history"]] == ["block 0 (modules 0-4)", "block 1 (modules 5-6)",
+                                                      "block 2 (modules 7-8)", "block 3 (modules 9-13)"]

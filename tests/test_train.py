@@ -45,6 +45,9 @@ def test_partition_blocks_follow_equation_5():
     # VGG-8 128,128 | 256,256 | 512,512 + FC.
     vgg = build_model("vgg8")
     assert [sum(isinstance(m, nn.Conv2d) for m in vgg[s:e]) for s, e in partition_blocks(vgg)] == [2, 2, 2]
+    # VGG-16 64,64 | 128,128 | 256 ×3 | 512 ×6 + FC (log2(C/64): the two 512 stages share a block).
+    vgg16 = build_model("vgg16")
+    assert [sum(isinstance(m, nn.Conv2d) for m in vgg16[s:e]) for s, e in partition_blocks(vgg16)] == [2, 2, 3, 6]
     assert partition_blocks(build_model("mlp")) == [(0, 6)]
     # ResNet-18: stem + stage 64 | stage 128 | stage 256 | stage 512 + pool, FC (residual blocks whole).
     assert partition_blocks(build_model("resnet18", (3, 32, 32), 10)) == [(0, 5), (5, 7), (7, 9), (9, 14)]

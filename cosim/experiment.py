@@ -79,15 +79,22 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
             # The old metrics describe fewer (or other) chips, or lack the ideal-array scores, or a
             # model that is gone: dropped before the new configuration is written, so that an
             # interrupted call never leaves them beside it looking finished.
-            if gone:  # trained again: neither its training record nor its chips describe the new model
-                (out / TRAINED).unlink(missing_ok=True)
+            if gone:
+                # Trained again: neither its training history nor its chips describe the new model.
+                # A β search that was over is kept (it scored candidates, not this model): the
+                # retraining takes the β it chose instead of searching again.
+                search = {k: finished[k] for k in ("beta_search", "beta") if k in finished}
+                if exp.run.beta_search and "beta_search" in search:
+                    write_json(out / TRAINED, search)
+                else:
+                    (out / TRAINED).unlink(missing_ok=True)
             elif not exp.train.method.on_chip:
                 # What they say about the training is kept first (runs trained before trained.json),
                 # and their chips too.
                 if not exp.run.pretrained and not (out / TRAINED).exists():
                     write_json(out / TRAINED, {k: finished[k] for k in _TRAINING_KEYS if k in finished})
-                if "hardware" in finished:
-                    _save_tally(out / TALLY, _config_key(exp, finished.get("device", "")),
+                if "hardware" in finished:  # keyed by the model they scored: a stale one's chips are not taken
+                    _save_tally(out / TALLY, _tally_key(exp, finished.get("device", ""), finished.get(SOURCE_DIGEST)),
                                 _recorded_tally(finished["hardware"]))
             (out / "metrics.json").unlink()
     write_text(config_path, to_toml(exp.to_sections()))
@@ -107,7 +114,7 @@ def train_run(exp: Experiment, out: Path, command: str = "", reporter: Reporter 
     else:
         model, trained = _trained_model(exp, train_data, out, reporter)
         metrics |= trained
-        key = _config_key(exp, str(device))
+        key = _tally_key(exp, str(device), trained.get(SOURCE_DIGEST))
         stats = evaluate(model, test_data, exp.hw, exp.run.eval_chips, exp.run.eval_seed,
                          exp.run.chips_per_pass, reporter=reporter, done=_saved_tally(out / TALLY, key),
                          on_pass=lambda tally: _save_tally(out / TALLY, key, tally))
@@ -132,8 +139,29 @@ def is_finished(exp: Experiment, out: Path) -> bool:
 
 
 def _finished_as(exp: Experiment, old: Experiment, metrics: dict) -> bool:
-    """Whether a run configured as ``old`` whose ``metrics.json`` holds ``metrics`` is ``exp`` finished."""
-    return _paths_spelt_as(exp, old) == old and not _lacks_ideal_scores(exp, metrics)
+    """Whether a run configured as ``old`` whose ``metrics.json`` holds ``metrics`` is ``exp`` finished:
+    also, for a run that loads its model, whether the model it scored is the one its source holds now
+    (a source trained again since, e.g. on a checkout without its weights, makes it stale)."""
+    return (_paths_spelt_as(exp, old) == old and not _lacks_ideal_scores(exp, metrics)
+            and metrics.get(SOURCE_DIGEST) == _source_digest(exp))
+
+
+WEIGHTS_DIGEST = "weights_sha256"
+"""``trained.json`` / ``metrics.json`` key of a trained model's :func:`cosim.runconfig.weights_digest`."""
+SOURCE_DIGEST = "pretrained_sha256"
+"""``metrics.json`` key of a run that loads ``run.pretrained``: the digest its source recorded for the
+model this run scored (absent, or null, for sources trained before digests were recorded)."""
+
+
+def _source_digest(exp: Experiment) -> str | None:
+    """The weights digest that ``exp``'s ``run.pretrained`` run recorded (its ``trained.json``, else
+    its ``metrics.json``); None for a run that trains its own model, a source given as a model
+    file, or one trained before digests were recorded."""
+    source = Path(exp.run.pretrained) if exp.run.pretrained else None
+    for record in ((source / TRAINED, source / "metrics.json") if source else ()):
+        if record.exists():
+            return _read_json(record).get(WEIGHTS_DIGEST)
+    return None
 
 
 _RUN_PATHS = ("data_dir", "teacher", "pretrained", "students_from")
@@ -173,6 +201,12 @@ def _config_key(exp: Experiment, device: str) -> dict:
     """What a run's saved progress (chip tally, β search) belongs to: its whole configuration but
     ``eval_chips``, and the device."""
     return {"config": replace(exp, run=replace(exp.run, eval_chips=1)).to_sections(), "device": device}
+
+
+def _tally_key(exp: Experiment, device: str, source_digest: str | None) -> dict:
+    """What a chip tally belongs to: :func:`_config_key`, and for a run that loads its model, the
+    digest of the model scored (left out when none was recorded, as in tallies saved before)."""
+    return _config_key(exp, device) | ({SOURCE_DIGEST: source_digest} if source_digest else {})
 
 
 def _write_keyed(path: Path, fmt: str, version: int, key: dict, content: dict) -> None:
@@ -220,7 +254,7 @@ def _recorded_tally(hardware: dict) -> ChipTally:
 TRAINED = "trained.json"
 """An off-chip run's record of its finished training, written beside ``model.pt`` once it is
 saved: a run evaluated again on another number of chips loads the model instead of retraining."""
-_TRAINING_KEYS = ("history", "beta_search", "beta")
+_TRAINING_KEYS = ("history", "beta_search", "beta", WEIGHTS_DIGEST)
 IDEAL_SCORE = "ideal_array"
 """``chips.json`` key of an on-chip run off the ideal array (IR drop on): its student's accuracy
 on the same chip of the ideal array, so that the IR-drop − ideal difference pairs each chip with
@@ -236,7 +270,7 @@ def _trained_model(exp: Experiment, train_data: ImageData, out: Path, reporter: 
         source = Path(exp.run.pretrained)
         model = load_model(source, exp.run.model, shape, train_data.classes).to(device)
         history = _read_json(source / "metrics.json").get("history", []) if source.is_dir() else []
-        return model, {"history": history, "pretrained": str(source)}
+        return model, {"history": history, "pretrained": str(source), SOURCE_DIGEST: _source_digest(exp)}
     earlier = _read_json(out / TRAINED) if (out / TRAINED).exists() else None
     if earlier is not None and (out / "model.pt").exists():
         return load_model(out, exp.run.model, shape, train_data.classes).to(device), earlier
@@ -258,8 +292,8 @@ def _trained_model(exp: Experiment, train_data: ImageData, out: Path, reporter: 
     torch.manual_seed(exp.run.init_seed)
     model = build_model(exp.run.model, shape, train_data.classes).to(device)
     result = fit(model, train_data, cfg, exp.hw, checkpoint=out / "checkpoints" / "train.pt", reporter=reporter)
-    save_model(out / "model.pt", result.model, exp.run.model)
-    record = {"history": result.history} | record
+    digest = save_model(out / "model.pt", result.model, exp.run.model)
+    record = {"history": result.history, WEIGHTS_DIGEST: digest} | record
     write_json(out / TRAINED, record)
     (out / BETA_SEARCH).unlink(missing_ok=True)  # trained.json holds the search now
     return result.model, record

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import math
 import tomllib
 from dataclasses import dataclass, fields, replace
@@ -196,13 +197,30 @@ def to_toml(sections: dict) -> str:
     return "\n".join(lines)
 
 
-def save_model(path: Path, model: nn.Module, name: ModelName, extra: dict | None = None) -> None:
-    """Digital weights of ``model`` (crossbar layers converted back) in a file loadable without code."""
+def save_model(path: Path, model: nn.Module, name: ModelName, extra: dict | None = None) -> str:
+    """Digital weights of ``model`` (crossbar layers converted back) in a file loadable without code.
+
+    Returns:
+        the weights' :func:`weights_digest`.
+    """
     digital = unconvert(copy.deepcopy(model)).cpu()
     with atomic_path(path) as tmp:
         torch.save({"format": MODEL_FORMAT, "version": MODEL_VERSION, "model": name.value,
                     "signature": model_signature(digital), "state_dict": digital.state_dict(),
                     "extra": extra or {}}, tmp)
+    return weights_digest(digital)
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 (hex) of a digital model's ``state_dict``: each entry's name, dtype, shape and bytes,
+    in order. Bit-identical trainings give the same digest; a run that evaluates a model it loads
+    records it, to tell whether the model it scored is still the one on disk."""
+    h = hashlib.sha256()
+    for key, tensor in model.state_dict().items():
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{key}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
+        h.update(flat.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def load_model(path: Path, name: ModelName, shape: tuple[int, int, int], classes: int) -> nn.Module:

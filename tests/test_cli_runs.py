@@ -4,6 +4,7 @@ import json
 import shutil
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from cosim.cli.main import app
@@ -87,6 +88,69 @@ def test_evaluate_a_run_that_evaluates_another_runs_model(teacher_run, tiny_mnis
     assert res.exit_code == 0, res.output
     again = json.loads((out / "evaluation.json").read_text())
     assert again["accuracies"] == own["accuracies"] and again["hardware_config"]["p_sa1"] == 0.02
+
+
+def test_an_evaluation_of_a_model_trained_again_since_is_done_again(teacher_run, tiny_mnist, tmp_path, monkeypatch):
+    """A run that scores another run's model records that model's weights digest. When the source
+    is trained again to other weights (a checkout without its weights, on another machine), the
+    finished evaluation is stale: the next call scores the new model, and takes none of the old
+    model's saved chips; records written before digests existed are taken as they are."""
+    import cosim.experiment
+    from cosim.experiment import Experiment, train_run
+    from cosim.runconfig import load_model, read_toml, weights_digest
+
+    out = tmp_path / "evaluation-only"
+    args = ("train", "--out", out, "--data-dir", tiny_mnist, "--model", "lenet5", "--eval-chips", 3,
+            "--set", f"run.pretrained={teacher_run}", "--set", "hardware.p_sa1=0.02")
+    assert invoke(*args).exit_code == 0
+    first = json.loads((out / "metrics.json").read_text())
+    digest = weights_digest(load_model(teacher_run, "lenet5", (1, 28, 28), 10))
+    assert json.loads((teacher_run / "trained.json").read_text())["weights_sha256"] == digest
+    assert first["pretrained_sha256"] == digest
+    stamp = (out / "metrics.json").stat().st_mtime_ns
+    assert invoke(*args).exit_code == 0 and (out / "metrics.json").stat().st_mtime_ns == stamp  # current: kept
+
+    # The teacher trained again (its model.pt gone), to weights a little off the first ones, as
+    # another machine's rounding gives: fit is wrapped to move one weight.
+    real_fit = cosim.experiment.fit
+
+    def elsewhere(*a, **k):
+        result = real_fit(*a, **k)
+        with torch.no_grad():
+            next(result.model.parameters()).view(-1)[0] += 0.5
+        return result
+
+    monkeypatch.setattr(cosim.experiment, "fit", elsewhere)
+    (teacher_run / "model.pt").unlink()
+    train_run(Experiment.from_sections(read_toml(teacher_run / "config.toml")), teacher_run, needs_model=True)
+    new = json.loads((teacher_run / "trained.json").read_text())["weights_sha256"]
+    assert new != digest == first["pretrained_sha256"]
+    # The old evaluation is dropped, and its chips (kept as a tally when a finished run is redone)
+    # are not taken for the new model: every chip is scored again.
+    scored = []
+    real_evaluate = cosim.experiment.evaluate
+
+    def counting(*a, **k):
+        scored.append(len(k["done"].correct))
+        return real_evaluate(*a, **k)
+
+    monkeypatch.setattr(cosim.experiment, "evaluate", counting)
+    assert invoke(*args).exit_code == 0
+    again = json.loads((out / "metrics.json").read_text())
+    assert scored == [0] and again["pretrained_sha256"] == new
+    fresh = tmp_path / "fresh"  # the same evaluation, from scratch, of the model now on disk
+    assert invoke(*(a if a != out else fresh for a in args)).exit_code == 0
+    assert json.loads((fresh / "metrics.json").read_text())["hardware"]["accuracies"] == again["hardware"]["accuracies"]
+
+    # Records without digests (written before them) on both sides: the evaluation is taken as it is.
+    for path, key in ((teacher_run / "trained.json", "weights_sha256"), (teacher_run / "metrics.json", "weights_sha256"),
+                      (out / "metrics.json", "pretrained_sha256")):
+        record = json.loads(path.read_text())
+        record.pop(key, None)
+        path.write_text(json.dumps(record))
+    stamp = (out / "metrics.json").stat().st_mtime_ns
+    scored.clear()
+    assert invoke(*args).exit_code == 0 and scored == [] and (out / "metrics.json").stat().st_mtime_ns == stamp
 
 
 def test_students_retrain_without_programming_variation_and_meet_it_on_their_chip(teacher_run, tiny_mnist,
@@ -325,6 +389,23 @@ def test_an_interrupted_beta_search_resumes_without_its_checkpoints(tiny_mnist, 
     assert [b for _, b in fitted] == [expected["beta"]] and (out / "model.pt").exists()
     again = json.loads((out / "metrics.json").read_text())
     assert again["beta_search"] == expected["beta_search"] and again["beta"] == expected["beta"]
+
+    # A finished run of a fresh checkout (metrics.json and trained.json committed, model.pt not)
+    # whose model another run loads (the IR-drop twin of `cosim reproduce --ir-drop`): trained
+    # again with the β its search chose, the same weights from the same seeds, no search again.
+    from cosim.experiment import Experiment, train_run
+    from cosim.runconfig import read_toml
+
+    weights = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    (out / "model.pt").unlink()
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    fitted.clear()
+    metrics = train_run(Experiment.from_sections(read_toml(out / "config.toml")), out, needs_model=True)
+    assert [b for _, b in fitted] == [expected["beta"]]
+    retrained = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(weights[k], retrained[k]) for k in weights)
+    assert metrics["beta_search"] == expected["beta_search"]
+    assert metrics["hardware"]["accuracies"] == again["hardware"]["accuracies"]
 
     # A record of another configuration is not taken; one in an unknown format is refused.
     other = tmp_path / "other"

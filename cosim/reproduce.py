@@ -424,12 +424,13 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     # Read again now: another call into this folder may have finished while this one ran.
     calls = _earlier_calls(out / "summary.json") + [{"command": command, "wall_s": round(wall, 1),
                         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]
-    header = (f"# {name.value}{suffix}\n\n{_DOCS[name]}.\n\n"
+    # A network is shown when this folder has its runs (not only the ideal folder, under --ir-drop).
+    shown = [m for m in models if any(r.keys["model"] == m and "role" not in r.keys and not r.compare_only
+                                      and (r.home or out) == out for r in runs)]
+    header = (f"# {name.value}{suffix}\n\n{_DOCS[name]}; networks in this table: {', '.join(shown) or 'none'}.\n\n"
               f"Command: `{command}` ({len(runs)} runs; this call {wall:.0f} s; per-run configs with seeds in "
               f"`runs/*/config.toml`" + (f" and, for the ideal-array runs, `{ideal_root}/runs/*/config.toml`"
                                           if ir_drop else "") + ").\n\n" + _history(calls))
-    # A network is shown when this folder has its runs (not only the ideal folder, under --ir-drop).
-    shown = {r.keys["model"] for r in runs if "role" not in r.keys and not r.compare_only and (r.home or out) == out}
     missing = [m for m in PAPER_MODELS[name] if m not in shown]
     if missing and not quick:
         table += (f"\nNot in this folder: {', '.join(missing)} (CPU time: a 2-core machine, no accelerator lent; "
@@ -478,17 +479,22 @@ def _history(calls: list[dict]) -> str:
 
 
 def describe() -> list[tuple[str, str]]:
-    """(name, one-line description) of every experiment."""
-    return [(e.value, (_DOCS.get(e) or "")) for e in ExperimentName]
+    """(name, one-line description) of every experiment, with its default networks and the paper's."""
+    def networks(e: ExperimentName) -> str:
+        default, papers = FULL[e].models, PAPER_MODELS[e]
+        paper = f" (the paper's: {', '.join(papers)})" if papers != default else ""
+        return f"default networks {', '.join(default)}{paper}"
+
+    return [(e.value, f"{_DOCS[e]}; {networks(e)}") for e in ExperimentName]
 
 
 _DOCS = {
-    ExperimentName.PAPER000_TABLE2: "paper 000 Table 2: SAF-only faults; masked FT, KD, partition retraining; MLP, LeNet, ConvNet, LeNet-5",
-    ExperimentName.PAPER000_TABLE3: "paper 000 Table 3: multi-fault 25.03 %; same methods and models",
+    ExperimentName.PAPER000_TABLE2: "paper 000 Table 2: SAF-only faults; masked FT, KD, partition retraining",
+    ExperimentName.PAPER000_TABLE3: "paper 000 Table 3: multi-fault 25.03 %; the same methods",
     ExperimentName.PAPER002_FIG3: "paper 002 Fig. 3: σ_d sweep 0..0.4, vanilla / GNI / OVF (β search, or --beta), "
-                                  "accuracy and EKL; VGG-8 (ResNet-18 with --model resnet18)",
-    ExperimentName.PAPER001_DVA_DFP: "paper 001: DVA and DFP against on/off ratio (2, 10, 100) and σ (0.1, 0.3, 0.5); LeNet-5",
+                                  "accuracy and EKL",
+    ExperimentName.PAPER001_DVA_DFP: "paper 001: DVA and DFP against on/off ratio (2, 10, 100) and σ (0.1, 0.3, 0.5)",
     ExperimentName.PARTITION_OVF: "beyond the papers: partition retraining with and without OVF-style variation "
-                                  "training; multi-fault chips written with variation σ_d (0.1, 0.2, 0.3); LeNet-5",
+                                  "training; multi-fault chips written with variation σ_d (0.1, 0.2, 0.3)",
 }
-
+"""What each experiment studies, without its networks: a table names the networks it holds."""

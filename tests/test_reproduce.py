@@ -22,6 +22,7 @@ def test_quick_experiment_writes_its_table(tiny_mnist, tmp_path, experiment, row
     body = [line for line in table.splitlines() if line.startswith("| lenet5")]
     assert len(body) == rows
     assert "±" in body[0] and f"cosim reproduce {experiment} --quick" in table
+    assert "; networks in this table: lenet5.\n" in table  # the header names what the table holds
     summary = json.loads((out / "summary.json").read_text())
     for run in summary["runs"].values():
         metrics = json.loads((out / run["metrics_file"]).read_text())
@@ -69,6 +70,7 @@ def test_a_corrupt_summary_stops_reproduce_before_any_work(tiny_mnist, tmp_path)
 def test_reproduce_list_and_unknown():
     res = runner.invoke(app, ["reproduce", "--list"])
     assert res.exit_code == 0 and "paper000-table2" in res.output and "paper001-dva-dfp" in res.output
+    assert "default networks vgg8 (the paper's: vgg8, resnet18)" in " ".join(res.output.split())
     res = runner.invoke(app, ["reproduce", "paper999"])
     assert res.exit_code == 1 and "unknown experiment 'paper999'" in res.output
 
@@ -152,7 +154,7 @@ def test_quick_ir_drop_reuses_the_ideal_models_and_pairs_chips(tiny_mnist, tmp_p
     table = (out / "table.md").read_text()
     ir_table = table.split("calibrated IR-drop array")[1]
     body = [line for line in ir_table.splitlines() if line.startswith("| lenet5")]
-    assert len(body) == ir_rows and "--ideal-out" in table
+    assert len(body) == ir_rows and "--ideal-out" in table and "; networks in this table: lenet5.\n" in table
     # The first IR row's first Δ, recomputed from the two runs' per-chip accuracies.
     name = next(iter(ir_runs))
     twin = json.loads((ideal / "runs" / name.removesuffix("-irdrop") / "metrics.json").read_text())["hardware"]
@@ -309,6 +311,7 @@ def test_sigma_override_runs_only_those_sigmas_and_the_table_keeps_every_sigma_o
         assert res.exit_code == 0, res.output
         rows = [line for line in (out / "table.md").read_text().splitlines() if line.startswith(("| lenet5", "| mlp"))]
         assert [r.split("|")[1].strip() for r in rows] == ["lenet5", "mlp"]
+        assert "; networks in this table: lenet5, mlp.\n" in (out / "table.md").read_text()
     # A model file that is not committed (VGG-8's are not) is trained again, from its seeds, when a
     # new σ needs it; before, the call stopped at "model file ... does not exist".
     vanilla = out / "runs" / "lenet5-train-vanilla"

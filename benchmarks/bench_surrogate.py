@@ -7,6 +7,10 @@ A 64x64 tile (2.5 ohm wires, drivers and sense; faulty devices), two figures:
   unit inputs vs the nodal solver's factorisation + 64 solves; once in float64, once as the layer
   runs it (SURROGATE_DTYPE, SURROGATE_TILES_PER_CALL tiles per call) over 16 tiles.
 
+It then prints what that last figure makes of one Monte Carlo chip of each network on the IR-drop
+array (``array_model = "surrogate"``): the layer computes every tile's G_eff once per chip, so a
+chip costs its tile count times the time per tile, on top of the ideal array's cost.
+
     python benchmarks/bench_surrogate.py [--model device_models/default.h5] [--repeats 5] [--threads 1]
 
 Run it on an idle machine: with the cores busy, torch's thread pool stalls on multi-threaded
@@ -27,8 +31,10 @@ import torch
 from cosim.calibrate import SurrogateParams, surrogate_currents, surrogate_effective_conductance
 from cosim.calibrate.store import read_model
 from cosim.device import apply_faults, draw_fault_map, random_conductances
+from cosim.layers import HardwareConfig
 from cosim.layers.arrays import exact_effective_conductance
 from cosim.layers.chip import SURROGATE_DTYPE, SURROGATE_TILES_PER_CALL
+from cosim.models import ModelName, build_model
 from cosim.specs import ArraySpec, DeviceSpec, FaultSpec, SolveOptions
 from cosim.spice import solve_crossbar
 
@@ -88,6 +94,25 @@ def main() -> None:
     for task, t_exact, t_sur in rows:
         ratio = t_exact / t_sur
         print(f"{task:<46}{t_exact * 1e3:>10.2f}{t_sur * 1e3:>14.2f}{ratio:>9.1f}x  {'ok' if ratio >= 20 else 'MISSED'}")
+    per_tile = rows[-1][2] / k
+    print(f"\nWhat one chip costs on the IR-drop array (every tile's G_eff once per chip, at "
+          f"{per_tile * 1e3:.1f} ms a tile as measured above; default mapping, {n}x{n} tiles):")
+    for name in ModelName:
+        tiles = array_tiles(build_model(name, (1, 28, 28), 10), HardwareConfig(tile_rows=n, tile_cols=n))
+        print(f"  {name.value:<9}{tiles:>7} tiles a chip  {tiles * per_tile:>8.1f} s a chip  "
+              f"{tiles * per_tile * 100 / 3600:>6.2f} h for 100 chips")
+
+
+def array_tiles(model: torch.nn.Module, hw: HardwareConfig) -> int:
+    """Tiles one chip of ``model`` occupies: every Linear / Conv2d weight matrix (rows: inputs,
+    ``in_channels·k·k`` for a convolution; columns: outputs) in tiles of ``hw.tile_rows`` ×
+    ``hw.tile_cols``, times the arrays per weight (``hw.polarities · hw.slices``)."""
+    total = 0
+    for layer in model.modules():
+        if isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d)):
+            n_out, n_in = layer.weight.shape[0], layer.weight[0].numel()
+            total += -(-n_in // hw.tile_rows) * -(-n_out // hw.tile_cols)
+    return total * hw.polarities * hw.slices
 
 if __name__ == "__main__":
     main()

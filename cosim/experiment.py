@@ -138,6 +138,19 @@ def is_finished(exp: Experiment, out: Path) -> bool:
     return _finished_as(exp, Experiment.from_sections(read_toml(config)), _read_json(metrics))
 
 
+def is_stale(out: Path) -> bool:
+    """Whether ``out`` holds a finished run that scored another run's model (``run.pretrained``)
+    and whose source has since been trained again to other weights, its model file at hand: a
+    run that :func:`train_run`, given the run's own ``config.toml``, scores again."""
+    config, metrics = Path(out) / "config.toml", Path(out) / "metrics.json"
+    if not (config.exists() and metrics.exists()):
+        return False
+    exp = Experiment.from_sections(read_toml(config))
+    source = Path(exp.run.pretrained) if exp.run.pretrained else None
+    return (source is not None and (source / "model.pt").exists()
+            and _read_json(metrics).get(SOURCE_DIGEST) != _source_digest(exp))
+
+
 def _finished_as(exp: Experiment, old: Experiment, metrics: dict) -> bool:
     """Whether a run configured as ``old`` whose ``metrics.json`` holds ``metrics`` is ``exp`` finished:
     also, for a run that loads its model, whether the model it scored is the one its source holds now

@@ -24,11 +24,11 @@ from enum import Enum
 from pathlib import Path
 
 from cosim.errors import SpecError
-from cosim.experiment import is_finished, train_run
+from cosim.experiment import is_finished, is_stale, train_run
 from cosim.fileio import read_json, write_json, write_text
 from cosim.models import ModelName
 from cosim.report import NullReporter, Reporter
-from cosim.runconfig import Experiment
+from cosim.runconfig import Experiment, read_toml
 from cosim.tables import run_key, table_paper000, table_paper001, table_paper002, table_partition_ovf
 
 MULTI_FAULT = {"p_tf": 0.1424, "p_sa1": 0.0904, "p_sa0": 0.0175, "tf_sigma": 0.2}
@@ -408,6 +408,14 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     # Calls with other --sigma values accumulate the same way: every σ with runs in the folder.
     sigmas = tuple(sorted(set(base.sigmas) | set(b.sigmas) | _sigmas_on_disk(out, ideal_root)))
     every = plan(name, replace(b, models=models, sigmas=sigmas), data_dir, ir_drop, out, ideal_root)
+    # Runs of other σ (or networks) in the folder that scored a model trained again since (by this
+    # call, on a checkout without its weights): scored again as configured, so that the table never
+    # sets an evaluation of the old model beside ones of the new.
+    for folder in dict.fromkeys((r.home or out) / "runs" / r.name for r in every if not r.compare_only):
+        if is_stale(folder):
+            reporter.note(f"{folder}: its model was trained again since it was scored; scoring it again")
+            train_run(Experiment.from_sections(read_toml(folder / "config.toml")), folder,
+                      f"cosim train --config {folder}/config.toml --out {folder}", reporter)
     metrics = {}
     for r in every:
         path = (r.home or out) / "runs" / r.name / "metrics.json"

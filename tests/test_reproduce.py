@@ -329,6 +329,44 @@ def test_sigma_override_runs_only_those_sigmas_and_the_table_keeps_every_sigma_o
     assert (vanilla / "metrics.json").exists() and sigmas_in_table() == ["0.3", "0.4"]
 
 
+def test_cells_of_other_sigmas_are_scored_again_when_their_model_is_trained_again(tiny_mnist, tmp_path, monkeypatch):
+    """A --sigma call on a checkout without the vanilla model's weights trains it again; where that
+    gives other weights (another machine), every vanilla cell of the other σ in the folder is
+    scored again, so the table sets no evaluation of the old model beside the new one's. The
+    models trained for their own σ (GNI, OVF) are left as they are."""
+    import cosim.experiment
+
+    out = tmp_path / "p002"
+    args = ["reproduce", "paper002-fig3", "--quick", "--data-dir", str(tiny_mnist), "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0  # σ_d 0 and 0.3
+    runs = out / "runs"
+    own = {p: p.stat().st_mtime_ns for p in runs.glob("lenet5-sigma0.3-[go]*/metrics.json")}
+    assert len(own) == 2
+    real_fit = cosim.experiment.fit
+
+    def elsewhere(*a, **k):  # another machine's rounding: the weights come out a little different
+        result = real_fit(*a, **k)
+        with torch.no_grad():
+            next(result.model.parameters()).view(-1)[0] += 0.5
+        return result
+
+    monkeypatch.setattr(cosim.experiment, "fit", elsewhere)
+    (runs / "lenet5-vanilla" / "model.pt").unlink()
+    res = runner.invoke(app, args + ["--sigma", "0.2"])
+    assert res.exit_code == 0, res.output
+    new = json.loads((runs / "lenet5-vanilla" / "trained.json").read_text())["weights_sha256"]
+    scored = {p.parent.name: json.loads(p.read_text()).get("pretrained_sha256") for p in runs.glob("*/metrics.json")}
+    vanilla_cells = {n for n in scored if n.endswith("-vanilla") and "sigma" in n} | {
+        n for n in scored if n.startswith("lenet5-sigma0-")}
+    assert vanilla_cells == {"lenet5-sigma0-vanilla", "lenet5-sigma0-gni", "lenet5-sigma0-ovf",
+                             "lenet5-sigma0.2-vanilla", "lenet5-sigma0.3-vanilla"}
+    assert all(scored[n] == new for n in vanilla_cells)
+    assert {p: p.stat().st_mtime_ns for p in own} == own
+    rows = [line.split("|")[2].strip() for line in (out / "table.md").read_text().splitlines()
+            if line.startswith("| lenet5")]
+    assert rows == ["0", "0.2", "0.3"]
+
+
 def test_paper002_table_leaves_out_a_sigma_whose_runs_are_not_all_finished(tmp_path):
     """A --sigma call stopped half-way leaves a σ with some methods only: no row, no crash."""
     from cosim.reproduce import RunPlan

@@ -139,24 +139,25 @@ def is_finished(exp: Experiment, out: Path) -> bool:
 
 
 def is_stale(out: Path) -> bool:
-    """Whether ``out`` holds a finished run that scored another run's model (``run.pretrained``)
-    and whose source has since been trained again to other weights, its model file at hand: a
-    run that :func:`train_run`, given the run's own ``config.toml``, scores again."""
+    """Whether ``out`` holds a finished run that scored (or retrained students from) another run's
+    model, ``run.pretrained`` or ``run.teacher``, whose source has since been trained again to
+    other weights, its model file at hand: a run that :func:`train_run`, given the run's own
+    ``config.toml``, does again."""
     config, metrics = Path(out) / "config.toml", Path(out) / "metrics.json"
     if not (config.exists() and metrics.exists()):
         return False
-    exp = Experiment.from_sections(read_toml(config))
-    source = Path(exp.run.pretrained) if exp.run.pretrained else None
-    return (source is not None and (source / "model.pt").exists()
-            and _read_json(metrics).get(SOURCE_DIGEST) != _source_digest(exp))
+    exp, finished = Experiment.from_sections(read_toml(config)), _read_json(metrics)
+    return any((Path(source) / "model.pt").exists() and finished.get(key) != _recorded_digest(source)
+               for key, source in _sources(exp).items())
 
 
 def _finished_as(exp: Experiment, old: Experiment, metrics: dict) -> bool:
     """Whether a run configured as ``old`` whose ``metrics.json`` holds ``metrics`` is ``exp`` finished:
-    also, for a run that loads its model, whether the model it scored is the one its source holds now
-    (a source trained again since, e.g. on a checkout without its weights, makes it stale)."""
+    also, for a run that loads a model (``run.pretrained``, ``run.teacher``), whether the model it
+    used is the one its source holds now (a source trained again since, e.g. on a checkout without
+    its weights, makes it stale)."""
     return (_paths_spelt_as(exp, old) == old and not _lacks_ideal_scores(exp, metrics)
-            and metrics.get(SOURCE_DIGEST) == _source_digest(exp))
+            and all(metrics.get(key) == _recorded_digest(source) for key, source in _sources(exp).items()))
 
 
 WEIGHTS_DIGEST = "weights_sha256"
@@ -164,17 +165,29 @@ WEIGHTS_DIGEST = "weights_sha256"
 SOURCE_DIGEST = "pretrained_sha256"
 """``metrics.json`` key of a run that loads ``run.pretrained``: the digest its source recorded for the
 model this run scored (absent, or null, for sources trained before digests were recorded)."""
+TEACHER_DIGEST = "teacher_sha256"
+"""``metrics.json`` key, and ``chips.json`` key of each chip, of an on-chip run: the digest its
+``run.teacher`` recorded for the teacher its students were retrained from (absent likewise)."""
 
 
-def _source_digest(exp: Experiment) -> str | None:
-    """The weights digest that ``exp``'s ``run.pretrained`` run recorded (its ``trained.json``, else
-    its ``metrics.json``); None for a run that trains its own model, a source given as a model
-    file, or one trained before digests were recorded."""
-    source = Path(exp.run.pretrained) if exp.run.pretrained else None
-    for record in ((source / TRAINED, source / "metrics.json") if source else ()):
+def _sources(exp: Experiment) -> dict[str, str]:
+    """The runs whose models ``exp`` loads, by the key its metrics record their digest under."""
+    return {key: path for key, path in ((SOURCE_DIGEST, exp.run.pretrained), (TEACHER_DIGEST, exp.run.teacher))
+            if path}
+
+
+def _recorded_digest(source: str) -> str | None:
+    """The weights digest a run directory recorded (its ``trained.json``, else its ``metrics.json``);
+    None for a model file given directly, or a run trained before digests were recorded."""
+    for record in (Path(source) / TRAINED, Path(source) / "metrics.json"):
         if record.exists():
             return _read_json(record).get(WEIGHTS_DIGEST)
     return None
+
+
+def _source_digest(exp: Experiment) -> str | None:
+    """:func:`_recorded_digest` of ``exp``'s ``run.pretrained``; None without one."""
+    return _recorded_digest(exp.run.pretrained) if exp.run.pretrained else None
 
 
 _RUN_PATHS = ("data_dir", "teacher", "pretrained", "students_from")
@@ -372,9 +385,13 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
     done: dict = _read_json(done_path) if done_path.exists() else {}
     ideal_hw = exp.hw.on_ideal_array()
     scores_ideal = ideal_hw != exp.hw  # off the ideal array: each student is scored on it too
+    # A chip whose student was retrained from another teacher (trained again since, to other
+    # weights) is retrained; records from before digests were kept carry none, like their teachers.
+    teacher_digest = _recorded_digest(exp.run.teacher)
+    mark = {TEACHER_DIGEST: teacher_digest} if teacher_digest else {}
     for k in range(exp.run.chips):
         chip = exp.train.chip_seed + k
-        if str(chip) in done:
+        if str(chip) in done and done[str(chip)].get(TEACHER_DIGEST) == teacher_digest:
             saved = out / "students" / f"chip-{chip}.pt"
             if scores_ideal and IDEAL_SCORE not in done[str(chip)] and saved.is_file():
                 # Recorded before runs kept this score: scored from the saved student.
@@ -383,6 +400,7 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
                 write_json(done_path, done)
             continue
         record = source_done.get(str(chip)) if source and (source / "students" / f"chip-{chip}.pt").exists() else None
+        record = record if record and record.get(TEACHER_DIGEST) == teacher_digest else None
         if record:
             model = load_model(source / "students" / f"chip-{chip}.pt", exp.run.model, shape,
                                train_data.classes).to(train_data.images.device)
@@ -402,7 +420,7 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
             "retrained": score,
             "unretrained": _unretrained_accuracy(cache, teacher, exp.hw, chip, test_data),
             "seconds": seconds, "history": history,
-        } | ({"student_from": str(source)} if record else {}) | (
+        } | mark | ({"student_from": str(source)} if record else {}) | (
             {IDEAL_SCORE: _on_chip_accuracy(model, ideal_hw, chip, test_data)} if scores_ideal else {})
         write_json(done_path, done)
         # The chip is recorded and its student saved: its checkpoint (optimizer and chip state,
@@ -416,7 +434,7 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
     plot_accuracy_histogram({"retrained": retrained, "unretrained": unretrained}, teacher_acc,
                             out / "accuracy_per_chip.png", f"{exp.run.model.value} · {exp.train.method.value}")
     plot_loss(done[chips[0]]["history"], out / "loss.png", f"chip {chips[0]} · {exp.train.method.value}")
-    return {"teacher_accuracy": teacher_acc, "hardware": stats.to_dict(), "unretrained": before.to_dict(),
+    return mark | {"teacher_accuracy": teacher_acc, "hardware": stats.to_dict(), "unretrained": before.to_dict(),
             "seconds_per_chip": sum(done[c]["seconds"] for c in chips) / len(chips)} | (
         {"ideal_array_accuracies": [done[c].get(IDEAL_SCORE) for c in chips],
          "students_loaded": ["student_from" in done[c] for c in chips]} if scores_ideal else {})

@@ -94,7 +94,8 @@ def test_an_evaluation_of_a_model_trained_again_since_is_done_again(teacher_run,
     """A run that scores another run's model records that model's weights digest. When the source
     is trained again to other weights (a checkout without its weights, on another machine), the
     finished evaluation is stale: the next call scores the new model, and takes none of the old
-    model's saved chips; records written before digests existed are taken as they are."""
+    model's saved chips. An on-chip run retrains the students its old teacher gave. Records
+    written before digests existed are taken as they are."""
     import cosim.experiment
     from cosim.experiment import Experiment, train_run
     from cosim.runconfig import load_model, read_toml, weights_digest
@@ -109,12 +110,21 @@ def test_an_evaluation_of_a_model_trained_again_since_is_done_again(teacher_run,
     assert first["pretrained_sha256"] == digest
     stamp = (out / "metrics.json").stat().st_mtime_ns
     assert invoke(*args).exit_code == 0 and (out / "metrics.json").stat().st_mtime_ns == stamp  # current: kept
+    # An on-chip run retrains its students from the teacher: each chip records the teacher's digest.
+    onchip = tmp_path / "masked"
+    onchip_args = ("train", "--out", onchip, "--data-dir", tiny_mnist, "--method", "masked", "--teacher", teacher_run,
+                   "--chips", 2, "--set", "hardware.p_sa1=0.09")
+    assert invoke(*onchip_args).exit_code == 0
+    chips = json.loads((onchip / "chips.json").read_text())
+    assert [chips[c]["teacher_sha256"] for c in ("0", "1")] == [digest] * 2
+    assert json.loads((onchip / "metrics.json").read_text())["teacher_sha256"] == digest
 
     # The teacher trained again (its model.pt gone), to weights a little off the first ones, as
     # another machine's rounding gives: fit is wrapped to move one weight.
-    real_fit = cosim.experiment.fit
+    real_fit, fitted = cosim.experiment.fit, []
 
     def elsewhere(*a, **k):
+        fitted.append(a[2].method.value)
         result = real_fit(*a, **k)
         with torch.no_grad():
             next(result.model.parameters()).view(-1)[0] += 0.5
@@ -141,6 +151,15 @@ def test_an_evaluation_of_a_model_trained_again_since_is_done_again(teacher_run,
     fresh = tmp_path / "fresh"  # the same evaluation, from scratch, of the model now on disk
     assert invoke(*(a if a != out else fresh for a in args)).exit_code == 0
     assert json.loads((fresh / "metrics.json").read_text())["hardware"]["accuracies"] == again["hardware"]["accuracies"]
+
+    # The on-chip run's students came from the old teacher: both chips are retrained from the new,
+    # and then it is current.
+    fitted.clear()
+    assert invoke(*onchip_args).exit_code == 0 and fitted == ["masked", "masked"]
+    chips = json.loads((onchip / "chips.json").read_text())
+    assert [chips[c]["teacher_sha256"] for c in ("0", "1")] == [new] * 2
+    fitted.clear()
+    assert invoke(*onchip_args).exit_code == 0 and fitted == []
 
     # Records without digests (written before them) on both sides: the evaluation is taken as it is.
     for path, key in ((teacher_run / "trained.json", "weights_sha256"), (teacher_run / "metrics.json", "weights_sha256"),

@@ -146,9 +146,8 @@ def is_stale(out: Path) -> bool:
     config, metrics = Path(out) / "config.toml", Path(out) / "metrics.json"
     if not (config.exists() and metrics.exists()):
         return False
-    exp, finished = Experiment.from_sections(read_toml(config)), _read_json(metrics)
-    return any((Path(source) / "model.pt").exists() and finished.get(key) != _recorded_digest(source)
-               for key, source in _sources(exp).items())
+    exp = Experiment.from_sections(read_toml(config))
+    return any((Path(source) / "model.pt").exists() for source in _changed_sources(exp, _read_json(metrics)))
 
 
 def _finished_as(exp: Experiment, old: Experiment, metrics: dict) -> bool:
@@ -156,8 +155,8 @@ def _finished_as(exp: Experiment, old: Experiment, metrics: dict) -> bool:
     also, for a run that loads a model (``run.pretrained``, ``run.teacher``), whether the model it
     used is the one its source holds now (a source trained again since, e.g. on a checkout without
     its weights, makes it stale)."""
-    return (_paths_spelt_as(exp, old) == old and not _lacks_ideal_scores(exp, metrics)
-            and all(metrics.get(key) == _recorded_digest(source) for key, source in _sources(exp).items()))
+    return _paths_spelt_as(exp, old) == old and not _lacks_ideal_scores(exp, metrics) \
+        and not _changed_sources(exp, metrics)
 
 
 WEIGHTS_DIGEST = "weights_sha256"
@@ -170,10 +169,11 @@ TEACHER_DIGEST = "teacher_sha256"
 ``run.teacher`` recorded for the teacher its students were retrained from (absent likewise)."""
 
 
-def _sources(exp: Experiment) -> dict[str, str]:
-    """The runs whose models ``exp`` loads, by the key its metrics record their digest under."""
-    return {key: path for key, path in ((SOURCE_DIGEST, exp.run.pretrained), (TEACHER_DIGEST, exp.run.teacher))
-            if path}
+def _changed_sources(exp: Experiment, metrics: dict) -> list[str]:
+    """The runs whose models ``exp`` loads (``run.pretrained``, ``run.teacher``) that record another
+    weights digest now than ``metrics`` (``exp``'s finished record) says were used."""
+    return [path for key, path in ((SOURCE_DIGEST, exp.run.pretrained), (TEACHER_DIGEST, exp.run.teacher))
+            if path and metrics.get(key) != _recorded_digest(path)]
 
 
 def _recorded_digest(source: str) -> str | None:
@@ -183,11 +183,6 @@ def _recorded_digest(source: str) -> str | None:
         if record.exists():
             return _read_json(record).get(WEIGHTS_DIGEST)
     return None
-
-
-def _source_digest(exp: Experiment) -> str | None:
-    """:func:`_recorded_digest` of ``exp``'s ``run.pretrained``; None without one."""
-    return _recorded_digest(exp.run.pretrained) if exp.run.pretrained else None
 
 
 _RUN_PATHS = ("data_dir", "teacher", "pretrained", "students_from")
@@ -296,7 +291,8 @@ def _trained_model(exp: Experiment, train_data: ImageData, out: Path, reporter: 
         source = Path(exp.run.pretrained)
         model = load_model(source, exp.run.model, shape, train_data.classes).to(device)
         history = _read_json(source / "metrics.json").get("history", []) if source.is_dir() else []
-        return model, {"history": history, "pretrained": str(source), SOURCE_DIGEST: _source_digest(exp)}
+        return model, {"history": history, "pretrained": str(source),
+                       SOURCE_DIGEST: _recorded_digest(exp.run.pretrained)}
     earlier = _read_json(out / TRAINED) if (out / TRAINED).exists() else None
     if earlier is not None and (out / "model.pt").exists():
         return load_model(out, exp.run.model, shape, train_data.classes).to(device), earlier

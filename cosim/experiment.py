@@ -368,6 +368,19 @@ def _search_beta(exp: Experiment, train_data: ImageData, shape: tuple, out: Path
     return best["beta"], results
 
 
+def _chip_checkpoint(out: Path, chip: int, teacher_digest: str) -> Path:
+    """Where chip ``chip``'s retraining from the teacher with weights digest ``teacher_digest`` keeps
+    its checkpoint: ``checkpoints/chip-<chip>-<first 16 hex digits>.pt`` (``chip-<chip>.pt`` for a
+    teacher recorded before digests). A checkpoint of that chip from another teacher (one trained
+    again since, or an unknown one) is never resumed: it is deleted here."""
+    folder = out / "checkpoints"
+    path = folder / (f"chip-{chip}-{teacher_digest[:16]}.pt" if teacher_digest else f"chip-{chip}.pt")
+    for old in (folder / f"chip-{chip}.pt", *folder.glob(f"chip-{chip}-*.pt")):
+        if old != path:
+            old.unlink(missing_ok=True)
+    return path
+
+
 def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, test_data: ImageData,
                     out: Path, reporter: Reporter) -> dict:
     """Retrain one faulty student per chip; accuracy of each on its own chip, beside the unretrained one."""
@@ -405,7 +418,7 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
             t0 = time.perf_counter()
             result = fit(build_model(exp.run.model, shape, train_data.classes), train_data,
                          replace(exp.train, chip_seed=chip), train_hw, teacher=teacher,
-                         checkpoint=out / "checkpoints" / f"chip-{chip}.pt", reporter=reporter)
+                         checkpoint=_chip_checkpoint(out, chip, teacher_digest), reporter=reporter)
             seconds, history = time.perf_counter() - t0, result.history
             model = result.model
         save_model(out / "students" / f"chip-{chip}.pt", model, exp.run.model, {"chip_seed": chip})
@@ -421,7 +434,7 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
         write_json(done_path, done)
         # The chip is recorded and its student saved: its checkpoint (optimizer and chip state,
         # ~50 MB for a LeNet chip) would only fill the disk.
-        (out / "checkpoints" / f"chip-{chip}.pt").unlink(missing_ok=True)
+        _chip_checkpoint(out, chip, teacher_digest).unlink(missing_ok=True)
     chips = [str(exp.train.chip_seed + k) for k in range(exp.run.chips)]
     retrained = [done[c]["retrained"] for c in chips]
     unretrained = [done[c]["unretrained"] for c in chips]

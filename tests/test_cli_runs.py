@@ -220,7 +220,7 @@ def test_students_from_loads_the_same_students_instead_of_retraining(teacher_run
 
     fitted = []
     real_fit = cosim.experiment.fit
-    monkeypatch.setattr(cosim.experiment, "fit", lambda *a, **k: fitted.append(k["checkpoint"].name) or real_fit(*a, **k))
+    monkeypatch.setattr(cosim.experiment, "fit", lambda *a, **k: fitted.append(a[2].chip_seed) or real_fit(*a, **k))
     res = invoke("train", "--out", loaded, "--chips", 1, *ir, "--set", f"run.students_from={ideal}")
     assert res.exit_code == 0, res.output
     mine, theirs = (json.loads((d / "chips.json").read_text())["0"] for d in (loaded, retrained))
@@ -247,12 +247,12 @@ def test_students_from_loads_the_same_students_instead_of_retraining(teacher_run
     res = invoke("train", "--out", tmp_path / "varied", "--chips", 2, *common, "--set", "hardware.prog_sigma=0.3",
                  "--set", f"run.students_from={ideal}")
     assert res.exit_code == 0, res.output
-    assert fitted == ["chip-1.pt"]
+    assert fitted == [1]
     # Students retrained otherwise (another budget) are refused, with nothing retrained.
     res = invoke("train", "--out", tmp_path / "other", "--chips", 2, *ir, "--set", f"run.students_from={ideal}",
                  "--set", "train.epochs=2")
     assert res.exit_code == 1 and "holds students retrained otherwise" in res.output
-    assert fitted == ["chip-1.pt"]
+    assert fitted == [1]
 
 
 def test_unretrained_scores_are_kept_once_per_teacher_and_hardware(teacher_run, tiny_mnist, tmp_path, monkeypatch):
@@ -283,6 +283,60 @@ def test_unretrained_scores_are_kept_once_per_teacher_and_hardware(teacher_run, 
     assert scored == [0, 1, 0, 1]
 
 
+def test_a_chip_interrupted_before_its_teacher_was_trained_again_starts_over(teacher_run, tiny_mnist, tmp_path,
+                                                                             monkeypatch):
+    """A chip's retraining, interrupted after its first epoch, leaves a checkpoint. If the teacher
+    is then trained again to other weights, the next call must not resume the old teacher's
+    student: the chip starts over from the new teacher and ends as a fresh run from it does."""
+    import cosim.experiment
+    from cosim.experiment import Experiment, train_run
+    from cosim.report import NullReporter
+    from cosim.runconfig import read_toml
+
+    def args(out):
+        return ("train", "--out", out, "--data-dir", tiny_mnist, "--method", "masked", "--teacher", teacher_run,
+                "--chips", 1, "--epochs", 2, "--set", "hardware.p_sa1=0.09", "--set", "run.train_limit=300")
+
+    class StopAtSecondEpoch(NullReporter):
+        epochs = 0
+
+        def start(self, total, description):
+            self.epochs += 1
+            if self.epochs == 2:
+                raise KeyboardInterrupt
+
+    real_fit, results = cosim.experiment.fit, []
+    monkeypatch.setattr(cosim.experiment, "fit", lambda *a, **k: real_fit(*a, **k | {"reporter": StopAtSecondEpoch()}))
+    out = tmp_path / "masked"
+    assert invoke(*args(out)).exit_code != 0
+    [old_checkpoint] = (out / "checkpoints").glob("chip-0*.pt")  # after epoch 1 of 2
+
+    def moved(*a, **k):  # the teacher trained again elsewhere: one weight a little off
+        result = real_fit(*a, **k)
+        with torch.no_grad():
+            next(result.model.parameters()).view(-1)[0] += 0.5
+        return result
+
+    monkeypatch.setattr(cosim.experiment, "fit", moved)
+    (teacher_run / "model.pt").unlink()
+    train_run(Experiment.from_sections(read_toml(teacher_run / "config.toml")), teacher_run, needs_model=True)
+
+    def recording(*a, **k):
+        results.append(real_fit(*a, **k))
+        return results[-1]
+
+    monkeypatch.setattr(cosim.experiment, "fit", recording)
+    res = invoke(*args(out))
+    assert res.exit_code == 0, res.output
+    assert [r.resumed_from for r in results] == [None] and not old_checkpoint.exists()
+    fresh = tmp_path / "fresh"
+    assert invoke(*args(fresh)).exit_code == 0
+    resumed, anew = (json.loads((d / "chips.json").read_text())["0"] for d in (out, fresh))
+    assert resumed["history"] == anew["history"] and resumed["retrained"] == anew["retrained"]
+    assert resumed["teacher_sha256"] == json.loads((teacher_run / "trained.json").read_text())["weights_sha256"]
+    assert not list((out / "checkpoints").glob("chip-*.pt"))
+
+
 def test_a_grown_run_interrupted_is_not_taken_for_finished(teacher_run, tiny_mnist, tmp_path, monkeypatch):
     """Growing a finished run to more chips writes the new configuration first; interrupted
     there, the next call must finish the missing chip, not return the old chips' metrics."""
@@ -295,7 +349,7 @@ def test_a_grown_run_interrupted_is_not_taken_for_finished(teacher_run, tiny_mni
     real_fit, calls = cosim.experiment.fit, []
 
     def interrupted_once(*a, **k):
-        calls.append(k["checkpoint"].name)
+        calls.append(a[2].chip_seed)
         if len(calls) == 1:
             raise RuntimeError("interrupted")
         return real_fit(*a, **k)
@@ -306,7 +360,7 @@ def test_a_grown_run_interrupted_is_not_taken_for_finished(teacher_run, tiny_mni
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "masked" / "metrics.json").read_text())
     assert m["hardware"]["n_chips"] == 2 and m["unretrained"]["n_chips"] == 2
-    assert calls == ["chip-1.pt", "chip-1.pt"]  # chip 0 was kept, chip 1 retrained after the interruption
+    assert calls == [1, 1]  # chip 0 was kept, chip 1 retrained after the interruption
 
 
 @pytest.mark.parametrize(

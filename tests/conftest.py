@@ -63,3 +63,22 @@ def tiny_mnist(tmp_path, monkeypatch):
         sums[f"{split}-labels-idx1-ubyte"] = write_idx(folder / f"{split}-labels-idx1-ubyte{suffix}", labels, gz)
     monkeypatch.setitem(data.IDX_SHA256, data.DatasetName.MNIST, sums)
     return folder
+
+
+def invoke(*args):
+    """``cosim <args>`` through typer's CliRunner (arguments as strings); the click ``Result``."""
+    from typer.testing import CliRunner
+
+    from cosim.cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def teacher_run(tiny_mnist, tmp_path):
+    """A LeNet-5 trained for 2 epochs on ``tiny_mnist`` and evaluated on 3 chips (p_sa1 = 0.05)."""
+    out = tmp_path / "teacher"
+    res = invoke("train", "--out", out, "--data-dir", tiny_mnist, "--model", "lenet5", "--epochs", 2,
+                 "--eval-chips", 3, "--set", "hardware.p_sa1=0.05")
+    assert res.exit_code == 0, res.output
+    return out

@@ -9,6 +9,28 @@ import torch
 from conftest import invoke
 
 
+def train_again_elsewhere(run, monkeypatch):
+    """Train ``run`` again (its ``model.pt`` gone) to weights a little off its first ones, as
+    another machine's rounding gives (``fit`` is wrapped to move one weight); its new digest."""
+    import cosim.experiment
+    from cosim.experiment import Experiment, train_run
+    from cosim.runconfig import read_toml
+
+    real_fit = cosim.experiment.fit
+
+    def moved(*a, **k):
+        result = real_fit(*a, **k)
+        with torch.no_grad():
+            next(result.model.parameters()).view(-1)[0] += 0.5
+        return result
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cosim.experiment, "fit", moved)
+        (run / "model.pt").unlink()
+        train_run(Experiment.from_sections(read_toml(run / "config.toml")), run, needs_model=True)
+    return json.loads((run / "trained.json").read_text())["weights_sha256"]
+
+
 def test_an_evaluation_of_a_model_trained_again_since_is_done_again(teacher_run, tiny_mnist, tmp_path, monkeypatch):
     """A run that scores another run's model records that model's weights digest. When the source
     is trained again to other weights (a checkout without its weights, on another machine), the
@@ -16,8 +38,7 @@ def test_an_evaluation_of_a_model_trained_again_since_is_done_again(teacher_run,
     model's saved chips. An on-chip run retrains the students its old teacher gave. Records
     written before digests existed are taken as they are."""
     import cosim.experiment
-    from cosim.experiment import Experiment, train_run
-    from cosim.runconfig import load_model, read_toml, weights_digest
+    from cosim.runconfig import load_model, weights_digest
 
     out = tmp_path / "evaluation-only"
     args = ("train", "--out", out, "--data-dir", tiny_mnist, "--model", "lenet5", "--eval-chips", 3,
@@ -38,22 +59,10 @@ def test_an_evaluation_of_a_model_trained_again_since_is_done_again(teacher_run,
     assert [chips[c]["teacher_sha256"] for c in ("0", "1")] == [digest] * 2
     assert json.loads((onchip / "metrics.json").read_text())["teacher_sha256"] == digest
 
-    # The teacher trained again (its model.pt gone), to weights a little off the first ones, as
-    # another machine's rounding gives: fit is wrapped to move one weight.
-    real_fit, fitted = cosim.experiment.fit, []
-
-    def elsewhere(*a, **k):
-        fitted.append(a[2].method.value)
-        result = real_fit(*a, **k)
-        with torch.no_grad():
-            next(result.model.parameters()).view(-1)[0] += 0.5
-        return result
-
-    monkeypatch.setattr(cosim.experiment, "fit", elsewhere)
-    (teacher_run / "model.pt").unlink()
-    train_run(Experiment.from_sections(read_toml(teacher_run / "config.toml")), teacher_run, needs_model=True)
-    new = json.loads((teacher_run / "trained.json").read_text())["weights_sha256"]
+    new = train_again_elsewhere(teacher_run, monkeypatch)
     assert new != digest == first["pretrained_sha256"]
+    real_fit, fitted = cosim.experiment.fit, []
+    monkeypatch.setattr(cosim.experiment, "fit", lambda *a, **k: fitted.append(a[2].method.value) or real_fit(*a, **k))
     # The old evaluation is dropped, and its chips (kept as a tally when a finished run is redone)
     # are not taken for the new model: every chip is scored again.
     scored = []
@@ -97,9 +106,7 @@ def test_a_chip_interrupted_before_its_teacher_was_trained_again_starts_over(tea
     is then trained again to other weights, the next call must not resume the old teacher's
     student: the chip starts over from the new teacher and ends as a fresh run from it does."""
     import cosim.experiment
-    from cosim.experiment import Experiment, train_run
     from cosim.report import NullReporter
-    from cosim.runconfig import read_toml
 
     def args(out):
         return ("train", "--out", out, "--data-dir", tiny_mnist, "--method", "masked", "--teacher", teacher_run,
@@ -119,15 +126,8 @@ def test_a_chip_interrupted_before_its_teacher_was_trained_again_starts_over(tea
     assert invoke(*args(out)).exit_code != 0
     [old_checkpoint] = (out / "checkpoints").glob("chip-0*.pt")  # after epoch 1 of 2
 
-    def moved(*a, **k):  # the teacher trained again elsewhere: one weight a little off
-        result = real_fit(*a, **k)
-        with torch.no_grad():
-            next(result.model.parameters()).view(-1)[0] += 0.5
-        return result
-
-    monkeypatch.setattr(cosim.experiment, "fit", moved)
-    (teacher_run / "model.pt").unlink()
-    train_run(Experiment.from_sections(read_toml(teacher_run / "config.toml")), teacher_run, needs_model=True)
+    monkeypatch.setattr(cosim.experiment, "fit", real_fit)
+    train_again_elsewhere(teacher_run, monkeypatch)
 
     def recording(*a, **k):
         results.append(real_fit(*a, **k))

@@ -92,13 +92,14 @@ def evaluate(
     hardware: Annotated[Path | None, typer.Option("--hardware", help="TOML with a [hardware] table to evaluate on instead.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="JSON file (default <run>/evaluation.json).")] = None,
     temperature: Annotated[float, typer.Option("--temperature", min=1e-6, help="Divide the logits by this before the EKL's softmax (OVF: N+1 = 4 removes its logit scale).")] = 1.0,
+    chips_per_pass: Annotated[int | None, typer.Option("--chips-per-pass", min=1, help="Chips evaluated together (default: the run's run.chips_per_pass). Fewer use less memory and give the same numbers.")] = None,
 ) -> None:
     """Monte Carlo accuracy of a trained run over chips: mean, std, 95 % CI, 1st percentile, recovery, EKL."""
     hw = None
     if hardware is not None:
         hw = hardware_from_dict(read_toml(hardware).get("hardware", {}))
     dest = out or run / "evaluation.json"
-    stats = evaluate_run(run, dest, chips, RichReporter(), hw, temperature)
+    stats = evaluate_run(run, dest, chips, RichReporter(), hw, temperature, chips_per_pass)
     console.print(f"{stats['n_chips']} chips: mean {100 * stats['mean']:.2f} % ± {100 * stats['ci95']:.2f} (95 % CI), "
                   f"1st percentile {100 * stats['p1']:.2f} %, recovery {100 * stats['recovery']:.2f} %, "
                   f"EKL {stats['ekl']:.4f} → {dest}")

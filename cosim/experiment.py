@@ -549,12 +549,15 @@ def _read_json(path: Path) -> dict:
 
 
 def evaluate_run(run_dir: Path, dest: Path, n_chips: int | None = None, reporter: Reporter | None = None,
-                 hw: HardwareConfig | None = None, temperature: float = 1.0) -> dict:
+                 hw: HardwareConfig | None = None, temperature: float = 1.0,
+                 chips_per_pass: int | None = None) -> dict:
     """Monte Carlo evaluation of a trained run's ``model.pt`` — or, for a run that evaluates
     another run's model (``run.pretrained``), of that model — optionally on other hardware; EKL
     at logit ``temperature``, see :func:`cosim.eval.evaluate`. Written to the JSON file ``dest``
     and returned. Until then the chips so far are saved beside it after every pass
-    (``<dest stem>.chip_tally.json``), so that the same call, interrupted, resumes."""
+    (``<dest stem>.chip_tally.json``), so that the same call, interrupted, resumes.
+    ``chips_per_pass`` (default: the run's ``run.chips_per_pass``) bounds memory and changes no
+    number: chip k is the same draw in any pass."""
     run_dir, dest = Path(run_dir), Path(dest)
     exp = Experiment.from_sections(read_toml(run_dir / "config.toml"))
     if exp.train.method.on_chip:
@@ -569,7 +572,7 @@ def evaluate_run(run_dir: Path, dest: Path, n_chips: int | None = None, reporter
     progress = dest.with_suffix("." + TALLY)
     key = _config_key(exp, str(device)) | {"hardware": hardware_to_dict(hw), "temperature": temperature}
     stats = evaluate(model, test_data, hw, n_chips or exp.run.eval_chips, exp.run.eval_seed,
-                     exp.run.chips_per_pass, reporter=reporter, temperature=temperature,
+                     chips_per_pass or exp.run.chips_per_pass, reporter=reporter, temperature=temperature,
                      done=_saved_tally(progress, key), on_pass=lambda tally: _save_tally(progress, key, tally))
     result = {"run": str(run_dir), "hardware_config": hardware_to_dict(hw), "temperature": temperature,
               **stats.to_dict()}

@@ -70,6 +70,11 @@ def test_evaluate_a_run_that_evaluates_another_runs_model(teacher_run, tiny_mnis
     assert res.exit_code == 0, res.output
     again = json.loads((out / "evaluation.json").read_text())
     assert again["accuracies"] == own["accuracies"] and again["hardware_config"]["p_sa1"] == 0.02
+    # One chip a pass (less memory): the same chips, the same numbers.
+    res = invoke("evaluate", "--run", out, "--chips", 3, "--chips-per-pass", 1, "--out", tmp_path / "one.json")
+    assert res.exit_code == 0, res.output
+    one = json.loads((tmp_path / "one.json").read_text())
+    assert one["accuracies"] == own["accuracies"] and one["ekl"] == pytest.approx(again["ekl"], rel=1e-6)
 
 
 def test_students_retrain_without_programming_variation_and_meet_it_on_their_chip(teacher_run, tiny_mnist,

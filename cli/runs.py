@@ -92,7 +92,7 @@ def evaluate(
     hardware: Annotated[Path | None, typer.Option("--hardware", help="TOML with a [hardware] table to evaluate on instead.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="JSON file (default <run>/evaluation.json).")] = None,
     temperature: Annotated[float, typer.Option("--temperature", min=1e-6, help="Divide the logits by this before the EKL's softmax (OVF: N+1 = 4 removes its logit scale).")] = 1.0,
-    chips_per_pass: Annotated[int | None, typer.Option("--chips-per-pass", min=1, help="Chips evaluated together (default: the run's run.chips_per_pass). Fewer use less memory and give the same numbers.")] = None,
+    chips_per_pass: Annotated[int | None, typer.Option("--chips-per-pass", min=1, help="Chips evaluated together (default: the run's run.chips_per_pass). Fewer use less memory and give the same accuracies.")] = None,
 ) -> None:
     """Monte Carlo accuracy of a trained run over chips: mean, std, 95 % CI, 1st percentile, recovery, EKL."""
     hw = None

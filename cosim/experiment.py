@@ -556,8 +556,8 @@ def evaluate_run(run_dir: Path, dest: Path, n_chips: int | None = None, reporter
     at logit ``temperature``, see :func:`cosim.eval.evaluate`. Written to the JSON file ``dest``
     and returned. Until then the chips so far are saved beside it after every pass
     (``<dest stem>.chip_tally.json``), so that the same call, interrupted, resumes.
-    ``chips_per_pass`` (default: the run's ``run.chips_per_pass``) bounds memory and changes no
-    number: chip k is the same draw in any pass."""
+    ``chips_per_pass`` (default: the run's ``run.chips_per_pass``) bounds memory. It changes no
+    accuracy, since chip k is the same draw in any pass; the EKL moves by float rounding (~1e-8)."""
     run_dir, dest = Path(run_dir), Path(dest)
     exp = Experiment.from_sections(read_toml(run_dir / "config.toml"))
     if exp.train.method.on_chip:

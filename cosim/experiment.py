@@ -408,6 +408,7 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
                 done[str(chip)][IDEAL_SCORE] = _on_chip_accuracy(model, ideal_hw, chip, test_data)
                 write_json(done_path, done)
             continue
+        checkpoint = _chip_checkpoint(out, chip, teacher_digest)
         record = source_done.get(str(chip)) if source and (source / "students" / f"chip-{chip}.pt").exists() else None
         record = record if record and record.get(TEACHER_DIGEST) == teacher_digest else None
         if record:
@@ -418,7 +419,7 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
             t0 = time.perf_counter()
             result = fit(build_model(exp.run.model, shape, train_data.classes), train_data,
                          replace(exp.train, chip_seed=chip), train_hw, teacher=teacher,
-                         checkpoint=_chip_checkpoint(out, chip, teacher_digest), reporter=reporter)
+                         checkpoint=checkpoint, reporter=reporter)
             seconds, history = time.perf_counter() - t0, result.history
             model = result.model
         save_model(out / "students" / f"chip-{chip}.pt", model, exp.run.model, {"chip_seed": chip})
@@ -434,7 +435,7 @@ def _train_on_chips(exp: Experiment, teacher: nn.Module, train_data: ImageData, 
         write_json(done_path, done)
         # The chip is recorded and its student saved: its checkpoint (optimizer and chip state,
         # ~50 MB for a LeNet chip) would only fill the disk.
-        _chip_checkpoint(out, chip, teacher_digest).unlink(missing_ok=True)
+        checkpoint.unlink(missing_ok=True)
     chips = [str(exp.train.chip_seed + k) for k in range(exp.run.chips)]
     retrained = [done[c]["retrained"] for c in chips]
     unretrained = [done[c]["unretrained"] for c in chips]

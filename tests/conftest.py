@@ -65,13 +65,14 @@ def tiny_mnist(tmp_path, monkeypatch):
     return folder
 
 
-def invoke(*args):
-    """``cosim <args>`` through typer's CliRunner (arguments as strings); the click ``Result``."""
+def invoke(*args, **kw):
+    """``cosim <args>`` through typer's CliRunner (arguments as strings; ``kw`` to ``CliRunner.invoke``,
+    e.g. ``input``); the click ``Result``."""
     from typer.testing import CliRunner
 
     from cosim.cli.main import app
 
-    return CliRunner().invoke(app, [str(a) for a in args])
+    return CliRunner().invoke(app, [str(a) for a in args], **kw)
 
 
 @pytest.fixture

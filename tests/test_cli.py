@@ -5,17 +5,14 @@ import json
 
 import numpy as np
 import pytest
-from conftest import random_case
+from conftest import invoke, random_case
 from rich.console import Console
-from typer.testing import CliRunner
 
 from cosim.cli.common import RichReporter
-from cosim.cli.main import app
 from cosim.specs import ArraySpec, SolveOptions
 from cosim.spice import solve_crossbar
 from cosim.spice.netlist import SPICE_OPTIONS
 
-runner = CliRunner()
 
 
 @pytest.fixture
@@ -24,10 +21,6 @@ def case(tmp_path, rng):
     np.save(tmp_path / "G.npy", g)
     np.save(tmp_path / "V.npy", v)
     return tmp_path, g, v
-
-
-def invoke(*args, **kw):
-    return runner.invoke(app, [str(a) for a in args], **kw)
 
 
 @pytest.mark.parametrize("solver", ["ngspice", "nodal"])

@@ -2,7 +2,7 @@
 DAC/ADC and the array models (DESIGN §4)."""
 
 from cosim.layers.chip import ChipDraw, chips_alike, draw_chips
-from cosim.layers.config import ArrayModel, HardwareConfig, Mapping, WeightFormat
+from cosim.layers.config import ArrayModel, HardwareConfig, Mapping, ReadoutTrim, WeightFormat
 from cosim.layers.modules import (
     CrossbarConv2d,
     CrossbarLinear,
@@ -28,6 +28,7 @@ __all__ = [
     "hold_chips",
     "draw_chips",
     "quantise_signed",
+    "ReadoutTrim",
     "repeat_for_chips",
     "split_chips",
     "unconvert",

@@ -17,7 +17,7 @@ import torch
 
 from cosim.device import FaultCode, draw_fault_map
 from cosim.layers.arrays import exact_effective_conductance, tile_spec
-from cosim.layers.config import ArrayModel, HardwareConfig, WeightFormat
+from cosim.layers.config import ArrayModel, HardwareConfig, ReadoutTrim, WeightFormat
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,49 @@ def _circuit_levels(w: torch.Tensor, digits: torch.Tensor, hw: HardwareConfig, c
     g = torch.where(chips.codes == FaultCode.SA1, torch.full_like(g, dev.g_on_siemens), g)
     g = torch.where(chips.codes == FaultCode.SA0, torch.full_like(g, dev.g_off_siemens), g)
     g = _surrogate(g, hw) if hw.array_model is ArrayModel.SURROGATE else _exact(g, hw)
-    return (g[:, 0] - g[:, 1]) / (dev.g_on_siemens - dev.g_off_siemens) * levels
+    delta = (g[:, 0] - g[:, 1]) / (dev.g_on_siemens - dev.g_off_siemens) * levels
+    if hw.readout_trim is not None:
+        delta = trim_readout(delta, torch.where(positive[0], digits, -digits), hw)
+    return delta
+
+
+TRIM_RANGE = (0.5, 2.0)
+"""The gains a readout trim can apply (a trim circuit's range): a column that faults left reading
+nearly nothing is not amplified without bound."""
+
+
+def trim_readout(delta: torch.Tensor, programmed: torch.Tensor, hw: HardwareConfig) -> torch.Tensor:
+    """Apply ``hw.readout_trim``: a digital gain that maps the weights read back onto the programmed ones.
+
+    Calibration reads each tile's effective matrix, one row at a time (unit inputs, as a
+    programmer's read-verify pass does), so it sees the circuit's attenuation as the weights
+    realise it: ``w = Σ_s 2^{sK} delta_s`` per weight. The gain is the least-squares fit
+    ``⟨w, w_prog⟩ / ⟨w_prog, w_prog⟩`` over one tile's column (``column``: the partial sum of each
+    row tile and output is scaled digitally before the tiles are added) or over the whole layer
+    (``layer``), per chip, clipped to :data:`TRIM_RANGE`; a column whose programmed weights are
+    all zero keeps gain 1.
+
+    Args:
+        delta: (n, S, in, out) realised differential levels of ``n`` chips; divided in place.
+        programmed: (S, in, out) the signed levels the controller programmed (the weight's digits,
+            negative for a negative weight).
+        hw: the configuration (``readout_trim``, ``tile_rows``, ``bits_per_device``).
+
+    Returns:
+        ``delta``, trimmed.
+    """
+    coef = 2.0 ** (torch.arange(delta.shape[1], dtype=delta.dtype, device=delta.device) * hw.bits_per_device)
+    w = torch.einsum("nsio,s->nio", delta, coef)
+    target = torch.einsum("sio,s->io", programmed.to(delta.dtype), coef)
+    blocks = [slice(None)] if hw.readout_trim is ReadoutTrim.LAYER else \
+        [slice(r0, r0 + hw.tile_rows) for r0 in range(0, delta.shape[-2], hw.tile_rows)]
+    dims = (-2, -1) if hw.readout_trim is ReadoutTrim.LAYER else (-2,)
+    for rows in blocks:
+        num = (w[:, rows] * target[rows]).sum(dim=dims, keepdim=True)
+        den = (target[rows] ** 2).sum(dim=dims, keepdim=True)
+        gain = torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), 1.0).clamp_(*TRIM_RANGE)
+        delta[..., rows, :].div_(gain.unsqueeze(1))
+    return delta
 
 
 def one_cell_weights(w_in_out: torch.Tensor, hw: HardwareConfig, chips: ChipDraw) -> torch.Tensor:

@@ -50,6 +50,24 @@ class Mapping(str, Enum):
     pair of arrays (positive and negative parts); faults hit every device, idle ones included."""
 
 
+class ReadoutTrim(str, Enum):
+    """How the periphery calibrates its gain against the circuit's attenuation (array models
+    ``surrogate`` and ``exact``), once per chip after programming.
+
+    Calibration reads each tile's effective matrix (one row at a time) and fits, by least squares,
+    a digital gain that maps the weights read back onto the programmed ones, which are all the
+    controller knows: the fit sees IR drop, variation and faults together. A gain per column
+    cannot undo how the attenuation varies along a column (far cells lose more), nor faults
+    (:func:`cosim.layers.chip.trim_readout`; docs/decisions.md).
+    """
+
+    COLUMN = "column"
+    """One gain per row tile and output: each tile's digital partial sum is scaled before the
+    tiles are added."""
+    LAYER = "layer"
+    """One gain per layer."""
+
+
 def _check(cond: bool, message: str) -> None:
     if not cond:
         raise SpecError(message)
@@ -104,6 +122,9 @@ class HardwareConfig:
     """Row-driver resistance (exact model), ohm."""
     r_sense_ohm: float = 2.5
     """Column sense resistance (exact model), ohm."""
+    readout_trim: ReadoutTrim | None = None
+    """Gain calibration of the readout against the circuit's attenuation, once per chip (array
+    models ``surrogate`` and ``exact``; None = uncalibrated readout, the default)."""
 
     surrogate: Any = field(default=None, init=False, repr=False, compare=False)
     """The loaded surrogate model (set from ``surrogate_model``; not a constructor argument)."""
@@ -129,6 +150,11 @@ class HardwareConfig:
         _check(math.isfinite(self.fixed_point_range) and self.fixed_point_range > 0,
                f"fixed_point_range must be > 0, got {self.fixed_point_range!r}.")
         coerce_enums(self, {"mapping": Mapping, "array_model": ArrayModel, "weight_format": WeightFormat})
+        if self.readout_trim is not None:
+            coerce_enums(self, {"readout_trim": ReadoutTrim})
+            _check(self.array_model is not ArrayModel.IDEAL,
+                   "readout_trim calibrates the readout against the circuit's attenuation, which the ideal "
+                   "array does not have: it needs array_model surrogate or exact.")
         for name in ("r_wire_row_ohm", "r_wire_col_ohm", "r_driver_ohm", "r_sense_ohm"):
             value = getattr(self, name)
             _check(math.isfinite(value) and value >= 0, f"{name} must be a finite number >= 0, got {value!r}.")
@@ -146,9 +172,10 @@ class HardwareConfig:
 
     def on_ideal_array(self) -> "HardwareConfig":
         """This chip on the ideal array: the circuit's own parameters (surrogate file, wire, driver
-        and sense resistances), which the ideal array never reads, reset to their defaults, so two
+        and sense resistances, readout trim), which the ideal array never reads, reset to their defaults, so two
         configurations that differ only in their circuit compare equal."""
-        circuit = ("surrogate_model", "strict_range", "r_wire_row_ohm", "r_wire_col_ohm", "r_driver_ohm", "r_sense_ohm")
+        circuit = ("surrogate_model", "strict_range", "r_wire_row_ohm", "r_wire_col_ohm", "r_driver_ohm", "r_sense_ohm",
+                   "readout_trim")
         defaults = {f.name: f.default for f in fields(self) if f.name in circuit}
         return replace(self, array_model=ArrayModel.IDEAL, **defaults)
 

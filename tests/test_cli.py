@@ -14,7 +14,6 @@ from cosim.spice import solve_crossbar
 from cosim.spice.netlist import SPICE_OPTIONS
 
 
-
 @pytest.fixture
 def case(tmp_path, rng):
     g, v = random_case(rng, 6, 5, 3)

@@ -155,6 +155,11 @@ def _digits(w: torch.Tensor, hw: HardwareConfig) -> tuple[torch.Tensor, torch.Te
     return (q.unsqueeze(0) >> shifts) & hw.device_levels, wmax
 
 
+def slice_significance(hw: HardwareConfig, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(S,) what one level of each slice is worth in the magnitude's least significant bits, ``2^{sK}``."""
+    return 2.0 ** (torch.arange(hw.slices, dtype=dtype, device=device) * hw.bits_per_device)
+
+
 def slice_levels(w_in_out: torch.Tensor, hw: HardwareConfig, chips: ChipDraw,
                  response: ChipResponse | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Differential level of every slice as the hardware realises it (no gradient).
@@ -226,12 +231,13 @@ def trim_readout(delta: torch.Tensor, programmed: torch.Tensor, hw: HardwareConf
     Returns:
         ``delta``, trimmed.
     """
-    coef = 2.0 ** (torch.arange(delta.shape[1], dtype=delta.dtype, device=delta.device) * hw.bits_per_device)
+    coef = slice_significance(hw, delta.dtype, delta.device)
     w = torch.einsum("nsio,s->nio", delta, coef)
     target = torch.einsum("sio,s->io", programmed.to(delta.dtype), coef)
-    blocks = [slice(None)] if hw.readout_trim is ReadoutTrim.LAYER else \
-        [slice(r0, r0 + hw.tile_rows) for r0 in range(0, delta.shape[-2], hw.tile_rows)]
-    dims = (-2, -1) if hw.readout_trim is ReadoutTrim.LAYER else (-2,)
+    if hw.readout_trim is ReadoutTrim.LAYER:
+        blocks, dims = [slice(None)], (-2, -1)
+    else:
+        blocks, dims = [slice(r0, r0 + hw.tile_rows) for r0 in range(0, delta.shape[-2], hw.tile_rows)], (-2,)
     for rows in blocks:
         num = (w[:, rows] * target[rows]).sum(dim=dims, keepdim=True)
         den = (target[rows] ** 2).sum(dim=dims, keepdim=True)

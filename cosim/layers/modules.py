@@ -21,7 +21,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from cosim.errors import SpecError
-from cosim.layers.chip import ChipDraw, ChipResponse, chip_response, draw_chips, one_cell_weights, slice_levels
+from cosim.layers.chip import (
+    ChipDraw,
+    ChipResponse,
+    chip_response,
+    draw_chips,
+    one_cell_weights,
+    slice_levels,
+    slice_significance,
+)
 from cosim.layers.config import ArrayModel, HardwareConfig, Mapping
 
 
@@ -138,8 +146,7 @@ class _CrossbarCore:
             wmax = w.abs().max().clamp_min(torch.finfo(w.dtype).tiny)
             return (one_cell_weights(w, self.hw, self.chips) / wmax).unsqueeze(1), wmax.reshape(1)
         delta, scale = slice_levels(w, self.hw, self.chips, self._response(w.dtype))
-        shifts = torch.arange(self.hw.slices, dtype=torch.float64, device=w.device) * self.hw.bits_per_device
-        return delta.to(w.dtype), (scale * 2.0**shifts).to(w.dtype)
+        return delta.to(w.dtype), (scale * slice_significance(self.hw, torch.float64, w.device)).to(w.dtype)
 
     def realised_weights(self) -> torch.Tensor:
         """(n, in, out) weights each chip realises, differentiable w.r.t. ``weight`` (see module doc).

@@ -4,7 +4,8 @@ An experiment expands into named runs (each an :class:`cosim.runconfig.Experimen
 :func:`cosim.experiment.train_run` into ``<out>/runs/<name>/``, so every run resumes), then
 gathers their ``metrics.json`` into ``<out>/table.md``, ``<out>/summary.json`` and PNG plots.
 ``quick`` shrinks every budget (data, epochs, chips) so a whole experiment takes minutes;
-``ir_drop`` evaluates on the calibrated surrogate array model (64×64 tiles, 2.5 Ω wires).
+``ir_drop`` evaluates on the calibrated surrogate array model (64×64 tiles, 2.5 Ω wires), its
+readout uncalibrated or, with ``readout_trim``, gain-trimmed once per chip.
 With ``ir_drop``, the models of papers 001/002 are trained (or found finished) in the ideal
 experiment's folder and evaluated there and on the surrogate; paper 000's students are retrained
 through the ideal array. Every IR-drop table pairs its numbers with their ideal-array twins chip
@@ -26,6 +27,7 @@ from pathlib import Path
 from cosim.errors import SpecError
 from cosim.experiment import is_finished, is_stale, train_run
 from cosim.fileio import read_json, write_json, write_text
+from cosim.layers.config import ReadoutTrim
 from cosim.models import ModelName
 from cosim.report import NullReporter, Reporter
 from cosim.runconfig import Experiment, read_toml
@@ -35,6 +37,12 @@ MULTI_FAULT = {"p_tf": 0.1424, "p_sa1": 0.0904, "p_sa0": 0.0175, "tf_sigma": 0.2
 SAF_ONLY = {"p_tf": 0.0, "p_sa1": 0.0904, "p_sa0": 0.0175}
 IR_DROP = {"array_model": "surrogate", "surrogate_model": "device_models/default.h5", "tile_rows": 64,
            "tile_cols": 64, "r_wire_row_ohm": 2.5, "r_wire_col_ohm": 2.5, "r_driver_ohm": 2.5, "r_sense_ohm": 2.5}
+
+
+def ir_drop_hardware(readout_trim: ReadoutTrim | None = None) -> dict:
+    """The hardware keys of an IR-drop run: :data:`IR_DROP`, plus ``readout_trim`` when set (its
+    value; left out when None, so untrimmed runs keep their configs, digests and folders)."""
+    return IR_DROP | ({"readout_trim": readout_trim.value} if readout_trim is not None else {})
 
 
 class ExperimentName(str, Enum):
@@ -112,24 +120,30 @@ def _base(model: str, b: Budget, data_dir: str) -> dict:
 
 
 def plan(name: ExperimentName, b: Budget, data_dir: str, ir_drop: bool, root: Path,
-         ideal_root: Path | None = None) -> list[RunPlan]:
+         ideal_root: Path | None = None, readout_trim: ReadoutTrim | None = None) -> list[RunPlan]:
     """The runs of experiment ``name`` under budget ``b``, in ``root``.
 
     With ``ir_drop`` the runs on the ideal array live in ``ideal_root`` (the experiment's folder
     without IR drop): off-chip training does not depend on the array model, so its trained models
     (and their ideal-array evaluations) are shared, and every IR-drop number has an ideal twin on
-    the same chips to be compared with, paired.
+    the same chips to be compared with, paired. ``readout_trim`` (only with ``ir_drop``) sets the
+    IR-drop runs' ``hardware.readout_trim``; their ideal twins are the same either way.
     """
+    if readout_trim is not None and not ir_drop:
+        raise SpecError("a readout trim calibrates the IR-drop array's readout: it applies only with --ir-drop.")
+    ir = ir_drop_hardware(readout_trim) if ir_drop else {}
     if name in (ExperimentName.PAPER000_TABLE2, ExperimentName.PAPER000_TABLE3, ExperimentName.PARTITION_OVF):
-        return _plan_on_chip(name, b, data_dir, ir_drop, root, ideal_root or root)
+        return _plan_on_chip(name, b, data_dir, ir, root, ideal_root or root)
     if name is ExperimentName.PAPER002_FIG3:
-        return _plan_paper002(b, data_dir, ir_drop, root, ideal_root or root)
-    return _plan_paper001(b, data_dir, ir_drop, root, ideal_root or root)
+        return _plan_paper002(b, data_dir, ir, root, ideal_root or root)
+    return _plan_paper001(b, data_dir, ir, root, ideal_root or root)
 
 
-def _plan_on_chip(name: ExperimentName, b: Budget, data_dir: str, ir_drop: bool, root: Path,
+# The planners below take ``ir``: the IR-drop runs' hardware keys (:func:`ir_drop_hardware`), or
+# {} for an experiment on the ideal array.
+def _plan_on_chip(name: ExperimentName, b: Budget, data_dir: str, ir: dict, root: Path,
                   ideal_root: Path) -> list[RunPlan]:
-    hw_extra = IR_DROP if ir_drop else {}
+    ir_drop = bool(ir)
     runs: list[RunPlan] = []
     faults = SAF_ONLY if name is ExperimentName.PAPER000_TABLE2 else MULTI_FAULT
     for model in b.models:
@@ -145,7 +159,7 @@ def _plan_on_chip(name: ExperimentName, b: Budget, data_dir: str, ir_drop: bool,
                     runs.append(RunPlan(run_name, {
                         "run": run | _students_from(ir_drop, ideal_root, run_name),
                         "train": {"method": method, "epochs": b.retrain_epochs, "sigma_d": sigma},
-                        "hardware": {**faults, "prog_sigma": sigma, **hw_extra}},
+                        "hardware": {**faults, "prog_sigma": sigma, **ir}},
                         {"model": model, "sigma": sigma, "method": method}))
                     if ir_drop:
                         runs.append(_ideal_twin(runs[-1], ideal_root))
@@ -157,7 +171,7 @@ def _plan_on_chip(name: ExperimentName, b: Budget, data_dir: str, ir_drop: bool,
                 runs.append(RunPlan(run_name, {
                     "run": run | _students_from(ir_drop, ideal_root, run_name),
                     "train": {"method": method, "epochs": b.retrain_epochs},
-                    "hardware": {"mapping": mapping, **faults, **hw_extra}},
+                    "hardware": {"mapping": mapping, **faults, **ir}},
                     {"model": model, "mapping": mapping, "method": method}))
                 if ir_drop:
                     runs.append(_ideal_twin(runs[-1], ideal_root))
@@ -176,16 +190,16 @@ def _ideal_twin(run: RunPlan, ideal_root: Path) -> RunPlan:
     return RunPlan(run.name, {}, run.keys | {"array": "ideal"}, ideal_root, compare_only=True)
 
 
-def _ir_twin(run: RunPlan, root: Path, source: Path, eval_chips: int, name: str = "") -> RunPlan:
-    """The IR-drop evaluation of ``run``'s trained model (``source``), in ``root``, named
-    ``name`` (default ``<run>-irdrop``; runs of one model on one hardware share one name)."""
+def _ir_twin(run: RunPlan, ir: dict, root: Path, source: Path, eval_chips: int, name: str = "") -> RunPlan:
+    """The IR-drop evaluation (hardware keys ``ir``) of ``run``'s trained model (``source``), in
+    ``root``, named ``name`` (default ``<run>-irdrop``; runs of one model on one hardware share one name)."""
     sections = {"run": run.sections["run"] | {"eval_chips": eval_chips, "pretrained": str(source),
                                               "beta_search": False},
-                "train": run.sections["train"], "hardware": run.sections["hardware"] | IR_DROP}
+                "train": run.sections["train"], "hardware": run.sections["hardware"] | ir}
     return RunPlan(name or f"{run.name}-irdrop", sections, run.keys | {"array": "irdrop"}, root)
 
 
-def _plan_paper002(b: Budget, data_dir: str, ir_drop: bool, root: Path, home: Path) -> list[RunPlan]:
+def _plan_paper002(b: Budget, data_dir: str, ir: dict, root: Path, home: Path) -> list[RunPlan]:
     runs: list[RunPlan] = []
     for model in b.models:
         vanilla = f"{model}-vanilla"
@@ -206,8 +220,8 @@ def _plan_paper002(b: Budget, data_dir: str, ir_drop: bool, root: Path, home: Pa
                 runs.append(RunPlan(f"{model}-sigma{sigma:g}-{method}", {
                     "run": run, "train": train, "hardware": {"prog_sigma": sigma}},
                     {"model": model, "sigma": sigma, "method": method}, home))
-                if ir_drop:
-                    runs.append(_ir_twin(runs[-1], root, home / "runs" / source, b.eval_chips, twin))
+                if ir:
+                    runs.append(_ir_twin(runs[-1], ir, root, home / "runs" / source, b.eval_chips, twin))
     return runs
 
 
@@ -238,7 +252,7 @@ def _calibrated_ratios() -> tuple[float, float]:
     return tuple(read_model(Path(IR_DROP["surrogate_model"])).campaign.on_off_ratio)
 
 
-def _plan_paper001(b: Budget, data_dir: str, ir_drop: bool, root: Path, home: Path) -> list[RunPlan]:
+def _plan_paper001(b: Budget, data_dir: str, ir: dict, root: Path, home: Path) -> list[RunPlan]:
     runs: list[RunPlan] = []
     for model in b.models:
         trained = {}
@@ -252,7 +266,7 @@ def _plan_paper001(b: Budget, data_dir: str, ir_drop: bool, root: Path, home: Pa
                 {"model": model, "role": "trained"}, home))
         # With IR drop, only on/off ratios inside the surrogate's calibrated range (an
         # extrapolation, e.g. paper 001's ratio 2 against the default's 10..1000, is left out).
-        lo, hi = _calibrated_ratios() if ir_drop else (0.0, math.inf)
+        lo, hi = _calibrated_ratios() if ir else (0.0, math.inf)
         for ratio in (r for r in b.ratios if lo <= r <= hi):
             for sigma in sigmas:
                 for method in ("vanilla", "dva"):
@@ -265,8 +279,8 @@ def _plan_paper001(b: Budget, data_dir: str, ir_drop: bool, root: Path, home: Pa
                             "train": {"method": method, "epochs": b.teacher_epochs, "dva_sigma": sigma},
                             "hardware": hw}, {"model": model, "ratio": ratio, "sigma": sigma, "method": method,
                                               "format": fmt}, home))
-                        if ir_drop:
-                            runs.append(_ir_twin(runs[-1], root, source, b.eval_chips))
+                        if ir:
+                            runs.append(_ir_twin(runs[-1], ir, root, source, b.eval_chips))
     return runs
 
 
@@ -354,12 +368,12 @@ class Overrides:
 
 def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool = False, ir_drop: bool = False,
               data_dir: str = "", overrides: Overrides = Overrides(), reporter: Reporter | None = None,
-              ideal_out: Path | None = None) -> Path:
+              ideal_out: Path | None = None, readout_trim: ReadoutTrim | str | None = None) -> Path:
     """Run (or resume) every run of an experiment and write its table, summary and plots.
 
     Args:
         name: an :class:`ExperimentName`.
-        out: results folder (default ``results/<name>[-<dataset>][-irdrop][-quick]``).
+        out: results folder (default ``results/<name>[-<dataset>][-irdrop[-<trim>trim]][-quick]``).
         quick: the few-minute budget (:data:`QUICK`).
         ir_drop: evaluate on the calibrated surrogate (``device_models/default.h5``).
         data_dir: data directory passed to every run ("" = cache/fetch).
@@ -370,11 +384,19 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
             ``results/<name>[-<dataset>][-quick]``): papers 001/002 train (or reuse) their models
             and ideal-array evaluations there; paper 000 reads its ideal-array runs from there,
             when present, for the paired IR-drop column.
+        readout_trim: with ``ir_drop``, the IR-drop runs' readout gain trim (a
+            :class:`cosim.layers.config.ReadoutTrim`; None = uncalibrated, as before it existed).
+            The ideal twins, and so the paired Δ, are the same as without it.
     """
     try:
         name = ExperimentName(name)
     except ValueError:
         raise SpecError(f"unknown experiment {name!r}; see `cosim reproduce --list`.") from None
+    try:
+        readout_trim = ReadoutTrim(readout_trim) if readout_trim is not None else None
+    except ValueError:
+        raise SpecError(f"unknown readout trim {readout_trim!r}; one of "
+                        + ", ".join(t.value for t in ReadoutTrim) + ".") from None
     reporter = reporter or NullReporter()
     if overrides.sigmas and not FULL[name].sigmas:
         raise SpecError(f"{name.value} has no σ sweep; --sigma applies to "
@@ -386,12 +408,13 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     base = QUICK if quick else FULL[name]
     b = overrides.apply(base)
     dataset = f"-{b.dataset}" if b.dataset != "mnist" else ""
-    suffix = dataset + ("-irdrop" if ir_drop else "") + ("-quick" if quick else "")
+    trim = f"-{readout_trim.value}trim" if readout_trim is not None else ""
+    suffix = dataset + ("-irdrop" + trim if ir_drop else "") + ("-quick" if quick else "")
     default_out = Path("results") / f"{name.value}{suffix}"
     default_ideal = Path("results") / f"{name.value}{dataset}{'-quick' if quick else ''}"
     out = Path(out) if out else default_out
     ideal_root = (Path(ideal_out) if ideal_out else default_ideal) if ir_drop else None
-    runs = plan(name, b, data_dir, ir_drop, out, ideal_root)
+    runs = plan(name, b, data_dir, ir_drop, out, ideal_root, readout_trim)
     _earlier_calls(out / "summary.json")  # a corrupt summary stops the call before any work, not after it
     t0 = time.perf_counter()
     todo = [(Experiment.from_sections(r.sections), (r.home or out) / "runs" / r.name) for r in runs if not r.compare_only]
@@ -407,7 +430,7 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     models = tuple(dict.fromkeys(PAPER_MODELS[name] + b.models + _models_on_disk(out)))
     # Calls with other --sigma values accumulate the same way: every σ with runs in the folder.
     sigmas = tuple(sorted(set(base.sigmas) | set(b.sigmas) | _sigmas_on_disk(out, ideal_root)))
-    every = plan(name, replace(b, models=models, sigmas=sigmas), data_dir, ir_drop, out, ideal_root)
+    every = plan(name, replace(b, models=models, sigmas=sigmas), data_dir, ir_drop, out, ideal_root, readout_trim)
     # Runs of other σ (or networks) in the folder that scored a model trained again since (by this
     # call, on a checkout without its weights): scored again as configured, so that the table never
     # sets an evaluation of the old model beside ones of the new.
@@ -425,6 +448,7 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     runs = [r for r in every if run_key(r) in metrics and (not r.compare_only or r.name in mine)]  # twins of mine
     table = TABLES[name](runs, metrics, out)
     command = (f"cosim reproduce {name.value}" + (" --quick" if quick else "") + (" --ir-drop" if ir_drop else "")
+               + (f" --readout-trim {readout_trim.value}" if readout_trim is not None else "")
                + (f" --data-dir {data_dir}" if data_dir else "") + overrides.flags()
                + (f" --out {out}" if out != default_out else "")
                + (f" --ideal-out {ideal_root}" if ir_drop and ideal_root != default_ideal else ""))
@@ -438,13 +462,16 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     header = (f"# {name.value}{suffix}\n\n{_DOCS[name]}; networks in this table: {', '.join(shown) or 'none'}.\n\n"
               f"Command: `{command}` ({len(runs)} runs; this call {wall:.0f} s; per-run configs with seeds in "
               f"`runs/*/config.toml`" + (f" and, for the ideal-array runs, `{ideal_root}/runs/*/config.toml`"
-                                          if ir_drop else "") + ").\n\n" + _history(calls))
+                                          if ir_drop else "") + ").\n\n" + _trim_note(readout_trim)
+              + _history(calls))
     missing = [m for m in PAPER_MODELS[name] if m not in shown]
     if missing and not quick:
         table += (f"\nNot in this folder: {', '.join(missing)} (CPU time: a 2-core machine, no accelerator lent; "
                   f"`--model NAME` runs them unchanged; results/README.md says which have a folder of their own).\n")
     write_text(out / "table.md", header + table)
-    write_json(out / "summary.json", {"experiment": name.value, "quick": quick, "ir_drop": ir_drop, "command": command,
+    write_json(out / "summary.json", {"experiment": name.value, "quick": quick, "ir_drop": ir_drop,
+                                      "readout_trim": readout_trim.value if readout_trim is not None else None,
+                                      "command": command,
                                       "wall_s_this_call": wall, "calls": calls, "budget": b.__dict__,
                                       "runs": {run_key(r): {"keys": r.keys, "metrics_file": os.path.relpath(
                                           (r.home or out) / "runs" / r.name / "metrics.json", out)} for r in runs}})
@@ -506,3 +533,11 @@ _DOCS = {
                                   "training; multi-fault chips written with variation σ_d (0.1, 0.2, 0.3)",
 }
 """What each experiment studies, without its networks: a table names the networks it holds."""
+def _trim_note(trim: ReadoutTrim | None) -> str:
+    """The sentence an IR-drop table's header gains for its readout trim ("" without one)."""
+    if trim is None:
+        return ""
+    gains = {ReadoutTrim.LAYER: "one digital gain per layer", ReadoutTrim.COLUMN: "one digital gain per row tile and output"}
+    return (f"IR-drop readout trimmed: {gains[trim]}, fitted on each chip once after programming "
+            f"(`hardware.readout_trim = \"{trim.value}\"`; docs/decisions.md, \"Readout trim\"). "
+            "The ideal-array twins are the same as without it.\n\n")

@@ -2,6 +2,7 @@
 
 import json
 import math
+import tomllib
 
 import pytest
 import torch
@@ -164,8 +165,29 @@ def test_quick_ir_drop_reuses_the_ideal_models_and_pairs_chips(tiny_mnist, tmp_p
     assert f"{expected:+.2f} ±" in body[0]
     if experiment == "paper002-fig3":  # σ_d = 0: vanilla, GNI and OVF are one model, evaluated once
         assert [p.name for p in (out / "runs").glob("lenet5-sigma0-*")] == ["lenet5-sigma0-vanilla-irdrop"]
-    # The ideal experiment run on its own afterwards finds every run finished: nothing is retrained.
     stamps = {p: p.stat().st_mtime_ns for p in (ideal / "runs").glob("*/model.pt")}
+    if experiment == "paper002-fig3":
+        # With a readout trim: the same models scored again, on the trimmed IR-drop array, in a folder of their own.
+        trimmed = tmp_path / "trimmed"
+        res = runner.invoke(app, args + ["--ir-drop", "--readout-trim", "layer", "--out", str(trimmed),
+                                         "--ideal-out", str(ideal)])
+        assert res.exit_code == 0, res.output
+        assert {p: p.stat().st_mtime_ns for p in (ideal / "runs").glob("*/model.pt")} == stamps
+        summary = json.loads((trimmed / "summary.json").read_text())
+        assert summary["readout_trim"] == "layer" and " --ir-drop --readout-trim layer " in summary["command"]
+        assert sorted(summary["runs"]) == sorted(json.loads((out / "summary.json").read_text())["runs"])
+        for run in ir_runs:
+            config = tomllib.loads((trimmed / "runs" / run / "config.toml").read_text())
+            assert config["hardware"] == tomllib.loads((out / "runs" / run / "config.toml").read_text())[
+                "hardware"] | {"readout_trim": "layer"}
+        table = (trimmed / "table.md").read_text()
+        assert 'IR-drop readout trimmed: one digital gain per layer' in table and "IR-drop readout" not in (
+            out / "table.md").read_text()
+        mine = json.loads((trimmed / "runs" / name / "metrics.json").read_text())["hardware"]
+        expected = 100 * sum(b - a for a, b in zip(twin["accuracies"], mine["accuracies"])) / 2
+        body = [line for line in table.split("calibrated IR-drop array")[1].splitlines() if line.startswith("| lenet5")]
+        assert f"{expected:+.2f} ±" in body[0]
+    # The ideal experiment run on its own afterwards finds every run finished: nothing is retrained.
     res = runner.invoke(app, args + ["--out", str(ideal)])
     assert res.exit_code == 0, res.output
     assert {p: p.stat().st_mtime_ns for p in (ideal / "runs").glob("*/model.pt")} == stamps
@@ -202,6 +224,47 @@ def test_ir_drop_deltas_pair_each_chip_with_its_own_student_where_scored():
 def test_ideal_out_needs_ir_drop(tmp_path):
     res = runner.invoke(app, ["reproduce", "paper002-fig3", "--quick", "--ideal-out", str(tmp_path)])
     assert res.exit_code == 2 and "--ideal-out applies only with --ir-drop" in res.output
+
+
+def test_readout_trim_needs_ir_drop_and_a_known_trim(tmp_path):
+    from cosim.errors import SpecError
+    from cosim.reproduce import reproduce
+
+    res = runner.invoke(app, ["reproduce", "paper002-fig3", "--quick", "--readout-trim", "layer"])
+    assert res.exit_code == 2 and "--readout-trim calibrates the IR-drop array's readout" in res.output
+    res = runner.invoke(app, ["reproduce", "paper002-fig3", "--quick", "--ir-drop", "--readout-trim", "row"])
+    assert res.exit_code == 2 and "--readout-trim" in res.output
+    with pytest.raises(SpecError, match="applies only with --ir-drop"):
+        reproduce("paper002-fig3", tmp_path, quick=True, readout_trim="layer")
+    with pytest.raises(SpecError, match="unknown readout trim 'row'; one of column, layer"):
+        reproduce("paper002-fig3", tmp_path, quick=True, ir_drop=True, readout_trim="row")
+    assert not any(tmp_path.iterdir())  # refused before any work
+
+
+@pytest.mark.parametrize("experiment", ["paper000-table3", "paper002-fig3", "paper001-dva-dfp", "partition-ovf"])
+def test_readout_trim_reaches_every_ir_drop_run_and_no_ideal_one(experiment):
+    """A trimmed plan is the untrimmed one with readout_trim added to exactly the runs on the
+    circuit (the IR-drop evaluations and on-chip IR-drop runs), each a valid configuration."""
+    from pathlib import Path
+
+    from cosim.layers.config import ReadoutTrim
+    from cosim.reproduce import FULL, ExperimentName, plan
+    from cosim.runconfig import Experiment
+
+    name = ExperimentName(experiment)
+    plain = plan(name, FULL[name], "", True, Path("ir"), Path("ideal"))
+    trimmed = plan(name, FULL[name], "", True, Path("ir"), Path("ideal"), ReadoutTrim.COLUMN)
+    assert [(r.name, r.keys, r.home) for r in plain] == [(r.name, r.keys, r.home) for r in trimmed]
+    on_circuit = 0
+    for a, b in zip(plain, trimmed):
+        hw = a.sections.get("hardware", {})
+        if hw.get("array_model") == "surrogate":
+            on_circuit += 1
+            assert b.sections == a.sections | {"hardware": hw | {"readout_trim": "column"}}
+            assert Experiment.from_sections(b.sections).hw.readout_trim is ReadoutTrim.COLUMN
+        else:
+            assert b.sections == a.sections
+    assert on_circuit > 0
 
 
 def test_ir_drop_plans_stay_inside_the_calibrated_range_and_point_at_the_ideal_models():

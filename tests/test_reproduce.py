@@ -13,6 +13,13 @@ from cosim.cli.main import app
 runner = CliRunner()
 
 
+def _mean_gain_pct(before: list[float], after: list[float]) -> float:
+    """The mean per-chip difference ``after − before`` in points, computed here independently of
+    :mod:`cosim.tables` (both lists cover the same chips)."""
+    assert len(before) == len(after)
+    return 100 * sum(b - a for a, b in zip(before, after)) / len(before)
+
+
 @pytest.mark.parametrize("experiment, rows", [("paper000-table3", 2), ("paper002-fig3", 2), ("paper001-dva-dfp", 1),
                                                      ("partition-ovf", 1)])
 def test_quick_experiment_writes_its_table(tiny_mnist, tmp_path, experiment, rows):
@@ -40,12 +47,12 @@ def test_quick_experiment_writes_its_table(tiny_mnist, tmp_path, experiment, row
     if experiment == "partition-ovf":  # the paired column is the mean per-chip difference
         acc = {m: json.loads((out / "runs" / f"lenet5-sigma0.3-{m}" / "metrics.json").read_text())["hardware"]["accuracies"]
                for m in ("partition", "partition_ovf")}
-        expected = 100 * sum(b - a for a, b in zip(acc["partition"], acc["partition_ovf"])) / len(acc["partition"])
+        expected = _mean_gain_pct(acc["partition"], acc["partition_ovf"])
         assert body[0].split("|")[-2].strip().startswith(f"{expected:+.2f} ±")
     if experiment == "paper002-fig3":  # the OVF − GNI column is the mean per-chip difference
         acc = {m: json.loads((out / "runs" / f"lenet5-sigma0.3-{m}" / "metrics.json").read_text())["hardware"]["accuracies"]
                for m in ("gni", "ovf")}
-        expected = 100 * sum(b - a for a, b in zip(acc["gni"], acc["ovf"])) / len(acc["gni"])
+        expected = _mean_gain_pct(acc["gni"], acc["ovf"])
         assert body[1].split("|")[6].strip().startswith(f"{expected:+.2f} ±")
     # A second call resumes: nothing is retrained, the table is the same.
     again = runner.invoke(app, ["reproduce", experiment, "--quick", "--data-dir", str(tiny_mnist), "--out", str(out)])
@@ -132,7 +139,7 @@ def test_quick_ir_drop_table_evaluates_on_the_calibrated_surrogate(tiny_mnist, t
         assert all(torch.equal(a[k], b[k]) for k in a)
     mine, twin = (json.loads((d / "runs" / run / "metrics.json").read_text())["hardware"] for d in (out, ideal))
     assert mine["n_chips"] == twin["n_chips"] == 2 and 0.0 <= mine["mean"] <= 1.0
-    expected = 100 * sum(b - a for a, b in zip(twin["accuracies"], mine["accuracies"])) / 2
+    expected = _mean_gain_pct(twin["accuracies"], mine["accuracies"])
     assert body[1].startswith("| lenet5 | differential_slices | 2 |") and body[1].split("|")[-2].strip().startswith(
         f"{expected:+.2f} ±")
 
@@ -161,7 +168,7 @@ def test_quick_ir_drop_reuses_the_ideal_models_and_pairs_chips(tiny_mnist, tmp_p
     twin = json.loads((ideal / "runs" / name.removesuffix("-irdrop") / "metrics.json").read_text())["hardware"]
     mine = json.loads((out / "runs" / name / "metrics.json").read_text())["hardware"]
     assert mine["n_chips"] == twin["n_chips"] == 2
-    expected = 100 * sum(b - a for a, b in zip(twin["accuracies"], mine["accuracies"])) / 2
+    expected = _mean_gain_pct(twin["accuracies"], mine["accuracies"])
     assert f"{expected:+.2f} ±" in body[0]
     if experiment == "paper002-fig3":  # σ_d = 0: vanilla, GNI and OVF are one model, evaluated once
         assert [p.name for p in (out / "runs").glob("lenet5-sigma0-*")] == ["lenet5-sigma0-vanilla-irdrop"]
@@ -184,7 +191,7 @@ def test_quick_ir_drop_reuses_the_ideal_models_and_pairs_chips(tiny_mnist, tmp_p
         assert 'IR-drop readout trimmed: one digital gain per layer' in table and "IR-drop readout" not in (
             out / "table.md").read_text()
         mine = json.loads((trimmed / "runs" / name / "metrics.json").read_text())["hardware"]
-        expected = 100 * sum(b - a for a, b in zip(twin["accuracies"], mine["accuracies"])) / 2
+        expected = _mean_gain_pct(twin["accuracies"], mine["accuracies"])
         body = [line for line in table.split("calibrated IR-drop array")[1].splitlines() if line.startswith("| lenet5")]
         assert f"{expected:+.2f} ±" in body[0]
     # The ideal experiment run on its own afterwards finds every run finished: nothing is retrained.

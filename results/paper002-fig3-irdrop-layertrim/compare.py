@@ -8,6 +8,7 @@ with a per-layer readout trim (session 35). Prints markdown; reads only the runs
 
 import json
 import sys
+from functools import cache
 from pathlib import Path
 
 from cosim.tables import paired
@@ -18,6 +19,7 @@ ARRAYS = {"ideal": ROOT / f"paper002-fig3{DATASET}", "IR drop": ROOT / f"paper00
           "IR drop, layer trim": ROOT / f"paper002-fig3{DATASET}-irdrop-layertrim"}
 
 
+@cache
 def hardware(array: str, sigma: float, method: str) -> dict:
     """The Monte Carlo result of ``method``'s LeNet-5 at σ_d ``sigma`` on ``array``."""
     name = f"lenet5-sigma{sigma:g}-{method}" + ("" if array == "ideal" else "-irdrop")

@@ -119,6 +119,19 @@ class _Deltas:
                 + "\n".join(self.lines) + "\n\n" + PAIRED_NOTE.strip() + note + "\n")
 
 
+def ir_name(runs: list["RunPlan"]) -> str:
+    """How plots name the IR-drop array of ``runs``: "IR drop", with the readout trim its runs set
+    (``hardware.readout_trim``) in brackets, e.g. "IR drop (layer trim)"."""
+    trims = sorted({hw["readout_trim"] for r in runs if "readout_trim" in (hw := r.sections.get("hardware", {}))})
+    return "IR drop" + (f" ({', '.join(trims)} trim)" if trims else "")
+
+
+def _on_circuit(runs: list["RunPlan"]) -> bool:
+    """Whether any of ``runs`` is scored on the IR-drop array (paper 000's and partition-ovf's
+    on-chip runs, whose table rows are the IR-drop runs themselves)."""
+    return any(r.sections.get("hardware", {}).get("array_model", "ideal") != "ideal" for r in runs)
+
+
 def _is(r: "RunPlan", array: str | None) -> bool:
     return r.keys.get("array") == array and "role" not in r.keys
 
@@ -156,12 +169,12 @@ def table_paper000(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
                          + " | ".join(_cell(row[m]["hardware"]) if m in row else "—" for m in _METHODS000)
                          + " |")
             deltas.add(f"{model} | {mapping}", twins, (model, mapping), row, tuple(_METHODS000))
-    ir = any(r.sections.get("hardware", {}).get("array_model", "ideal") != "ideal" for r in main)
+    ir = _on_circuit(main)
     for mapping, by_model in shown.items():
         series = {label: tuple(zip(*(_recovery(row.get(m)) for row in by_model.values())))
                   for m, label in _METHODS000.items()}
         plot_bars(list(by_model), series, out / f"recovery-{mapping}.png", "recovery P over chips (%)",
-                  f"{mapping}, {'IR-drop' if ir else 'ideal'} array: retrained students", target=99.0)
+                  f"{mapping}, {ir_name(main) if ir else 'ideal array'}: retrained students", target=99.0)
     return ("\n".join(lines) + "\n\nCells: mean accuracy % over chips ± 95 % CI (recovery P = mean / teacher "
             "accuracy).\n" + deltas.section())
 
@@ -185,7 +198,7 @@ def table_paper002(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
             if set(cell) != set(methods):  # a σ whose runs are not all finished yet (a --sigma call stopped)
                 continue
             ir_cell = {m: ir[(model, s, m)] for m in methods if (model, s, m) in ir}
-            for label, source in (("", cell), (", IR drop", ir_cell)):
+            for label, source in (("", cell), (f", {ir_name(runs)}", ir_cell)):
                 for m, d in source.items():
                     series.setdefault(m + label, ([], [], []))
                     ekl.setdefault(m + label, ([], [], []))
@@ -247,7 +260,7 @@ def table_paper001(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
                 if (q.keys["model"], q.keys["ratio"], q.keys["sigma"]) == k}
         if set(cell) != set(combos):  # a cell whose runs are not all finished yet (a --sigma call stopped)
             continue
-        for label, source in (("", cell), (", IR drop", {c: ir[k + c] for c in combos if k + c in ir})):
+        for label, source in (("", cell), (f", {ir_name(runs)}", {c: ir[k + c] for c in combos if k + c in ir})):
             for (method, fmt), h in source.items():
                 x, y, ci = series.setdefault(k[:2], {}).setdefault(f"{method}, {_FORMATS[fmt]}{label}", ([], [], []))
                 x.append(k[2])
@@ -278,6 +291,7 @@ def table_partition_ovf(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
     deltas = _Deltas(["| model | σ_d | chips paired | partition Δ | partition + OVF Δ |", "|---|---|---|---|---|"])
     twins = {(r.keys["model"], r.keys["sigma"], r.keys["method"]): metrics[run_key(r)] for r in runs if _is(r, "ideal")}
     runs = [r for r in runs if _is(r, None)]
+    ir = _on_circuit(runs)
     for model in dict.fromkeys(r.keys["model"] for r in runs):
         sig = sorted({r.keys["sigma"] for r in runs if r.keys["model"] == model})
         series: dict = {m: ([], []) for m in ("unretrained", "partition", "partition_ovf")}
@@ -299,7 +313,8 @@ def table_partition_ovf(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
             deltas.add(f"{model} | {s:g}", twins, (model, s), cell, ("partition", "partition_ovf"))
         if plotted:
             plot_sweep(plotted, series, out / f"{model}-accuracy.png", "σ_d",
-                       "accuracy over chips (%)", f"{model}: faulty chips written with variation σ_d")
+                       "accuracy over chips (%)", f"{model}: faulty chips written with variation σ_d"
+                       + (f", {ir_name(runs)}" if ir else ""))
     return "\n".join(lines) + (
         "\n\nCells: mean accuracy % over chips ± 95 % CI (recovery P = mean / teacher accuracy). Each chip has "
         "the multi-fault 25.03 % fault map; its student is retrained knowing the faults, not the variation, then "

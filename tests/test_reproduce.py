@@ -145,9 +145,16 @@ def test_quick_ir_drop_table_evaluates_on_the_calibrated_surrogate(tiny_mnist, t
 
 
 @pytest.mark.parametrize("experiment, ir_rows", [("paper002-fig3", 2), ("paper001-dva-dfp", 1)])
-def test_quick_ir_drop_reuses_the_ideal_models_and_pairs_chips(tiny_mnist, tmp_path, experiment, ir_rows):
+def test_quick_ir_drop_reuses_the_ideal_models_and_pairs_chips(tiny_mnist, tmp_path, monkeypatch, experiment,
+                                                              ir_rows):
     """Off-chip experiments with --ir-drop train (or reuse) their models in the ideal folder and
     evaluate those very models on the surrogate; the Δ column is the mean per-chip difference."""
+    import cosim.tables
+
+    legends: dict = {}  # plot file name → its series' labels, from the last call that drew it
+    plot_sweep = cosim.tables.plot_sweep
+    monkeypatch.setattr(cosim.tables, "plot_sweep", lambda x, series, path, *a: (
+        legends.__setitem__(path.name, list(series)), plot_sweep(x, series, path, *a)))
     ideal, out = tmp_path / "ideal", tmp_path / "irdrop"
     args = ["reproduce", experiment, "--quick", "--data-dir", str(tiny_mnist)]
     res = runner.invoke(app, args + ["--ir-drop", "--out", str(out), "--ideal-out", str(ideal)])
@@ -170,6 +177,8 @@ def test_quick_ir_drop_reuses_the_ideal_models_and_pairs_chips(tiny_mnist, tmp_p
     assert mine["n_chips"] == twin["n_chips"] == 2
     expected = _mean_gain_pct(twin["accuracies"], mine["accuracies"])
     assert f"{expected:+.2f} ±" in body[0]
+    ir_series = [label for labels in legends.values() for label in labels if "IR drop" in label]
+    assert ir_series and all(label.endswith(", IR drop") for label in ir_series)
     if experiment == "paper002-fig3":  # σ_d = 0: vanilla, GNI and OVF are one model, evaluated once
         assert [p.name for p in (out / "runs").glob("lenet5-sigma0-*")] == ["lenet5-sigma0-vanilla-irdrop"]
     stamps = {p: p.stat().st_mtime_ns for p in (ideal / "runs").glob("*/model.pt")}
@@ -194,6 +203,8 @@ def test_quick_ir_drop_reuses_the_ideal_models_and_pairs_chips(tiny_mnist, tmp_p
         expected = _mean_gain_pct(twin["accuracies"], mine["accuracies"])
         body = [line for line in table.split("calibrated IR-drop array")[1].splitlines() if line.startswith("| lenet5")]
         assert f"{expected:+.2f} ±" in body[0]
+        assert legends["lenet5-accuracy.png"] == ["vanilla", "gni", "ovf", "vanilla, IR drop (layer trim)",
+                                                  "gni, IR drop (layer trim)", "ovf, IR drop (layer trim)"]
     # The ideal experiment run on its own afterwards finds every run finished: nothing is retrained.
     res = runner.invoke(app, args + ["--out", str(ideal)])
     assert res.exit_code == 0, res.output
@@ -257,6 +268,7 @@ def test_readout_trim_reaches_every_ir_drop_run_and_no_ideal_one(experiment):
     from cosim.layers.config import ReadoutTrim
     from cosim.reproduce import FULL, ExperimentName, plan
     from cosim.runconfig import Experiment
+    from cosim.tables import ir_name
 
     name = ExperimentName(experiment)
     plain = plan(name, FULL[name], "", True, Path("ir"), Path("ideal"))
@@ -272,6 +284,9 @@ def test_readout_trim_reaches_every_ir_drop_run_and_no_ideal_one(experiment):
         else:
             assert b.sections == a.sections
     assert on_circuit > 0
+    # Plots name the trim beside the IR-drop array; the ideal array's runs name neither.
+    assert (ir_name(plain), ir_name(trimmed)) == ("IR drop", "IR drop (column trim)")
+    assert ir_name([r for r in trimmed if r.sections.get("hardware", {}).get("array_model") != "surrogate"]) == "IR drop"
 
 
 def test_ir_drop_plans_stay_inside_the_calibrated_range_and_point_at_the_ideal_models():

@@ -14,7 +14,7 @@ from rich.table import Table
 from cosim.data import DatasetName, Split, default_cache_dir, fetch_mnist, load_dataset
 from cosim.experiment import evaluate_run, train_run
 from cosim.fileio import write_json
-from cosim.layers.config import ReadoutTrim
+from cosim.layers.config import ReadoutTrim, TrimReference
 from cosim.models import ModelName
 from cosim.runconfig import Experiment, hardware_from_dict, read_toml
 from cosim.train import Method
@@ -150,9 +150,10 @@ def reproduce(
     dataset: Annotated[DatasetName | None, typer.Option("--dataset", help="Override the data set (e.g. fashion-mnist).")] = None,
     sigma: Annotated[list[float] | None, typer.Option("--sigma", min=0.0, metavar="SIGMA", help="Run only these σ of the experiment's sweep, or others (repeatable; paper002-fig3: σ_d, paper001-dva-dfp: the devices' σ, partition-ovf: σ_d). The table shows every σ run in the folder.")] = None,
     beta: Annotated[float | None, typer.Option("--beta", help="paper002-fig3: OVF's β for every σ_d, instead of a β search per σ_d (paper 002 searches once per network; default: search).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Results folder (default results/<experiment>[-dataset][-irdrop[-<trim>trim]][-quick]).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Results folder (default results/<experiment>[-dataset][-irdrop[-<trim>trim[-knownfaults]]][-quick]).")] = None,
     ideal_out: Annotated[Path | None, typer.Option("--ideal-out", help="With --ir-drop: the experiment's folder without IR drop, whose trained models and ideal-array runs are reused or made there (default results/<experiment>[-dataset][-quick]).")] = None,
     readout_trim: Annotated[ReadoutTrim | None, typer.Option("--readout-trim", help="With --ir-drop: calibrate the IR-drop array's readout with a digital gain per layer or per tile column, fitted once per chip (default: uncalibrated; the folder gains -<trim>trim).")] = None,
+    trim_reference: Annotated[TrimReference | None, typer.Option("--trim-reference", help="With --readout-trim: what the trim fits to, the programmed levels (default) or those the chip's known fault map implies, stuck devices at their stuck levels (known_faults; the folder gains -knownfaults).")] = None,
 ) -> None:
     """Reproduce a paper's table or figure: runs (resumable), table.md, summary.json, PNG plots."""
     from cosim.reproduce import Overrides, describe
@@ -169,9 +170,12 @@ def reproduce(
     if readout_trim is not None and not ir_drop:
         raise typer.BadParameter("--readout-trim calibrates the IR-drop array's readout: it applies only with --ir-drop.",
                                  param_hint="--readout-trim")
+    if trim_reference is not None and readout_trim is None:
+        raise typer.BadParameter("--trim-reference says what the readout trim fits to: it applies only with "
+                                 "--readout-trim.", param_hint="--trim-reference")
     overrides = Overrides(tuple(m.value for m in model or ()), chips, epochs, retrain_epochs, retrain_limit,
                           train_limit, test_limit, dataset.value if dataset else "", tuple(sigma or ()), beta)
     dest = run_experiment(experiment, out, quick, ir_drop, str(data_dir) if data_dir else "", overrides, RichReporter(),
-                          ideal_out, readout_trim)
+                          ideal_out, readout_trim, trim_reference)
     console.print((dest / "table.md").read_text())
     console.print(f"wrote {dest}/table.md, summary.json and the runs under {dest}/runs/")

@@ -5,7 +5,8 @@ An experiment expands into named runs (each an :class:`cosim.runconfig.Experimen
 gathers their ``metrics.json`` into ``<out>/table.md``, ``<out>/summary.json`` and PNG plots.
 ``quick`` shrinks every budget (data, epochs, chips) so a whole experiment takes minutes;
 ``ir_drop`` evaluates on the calibrated surrogate array model (64×64 tiles, 2.5 Ω wires), its
-readout uncalibrated or, with ``readout_trim``, gain-trimmed once per chip.
+readout uncalibrated or, with ``readout_trim``, gain-trimmed once per chip (fitted to the
+programmed levels or, with ``trim_reference``, to the levels the known fault map implies).
 With ``ir_drop``, the models of papers 001/002 are trained (or found finished) in the ideal
 experiment's folder and evaluated there and on the surrogate; paper 000's students are retrained
 through the ideal array. Every IR-drop table pairs its numbers with their ideal-array twins chip
@@ -27,7 +28,7 @@ from pathlib import Path
 from cosim.errors import SpecError
 from cosim.experiment import is_finished, is_stale, train_run
 from cosim.fileio import read_json, write_json, write_text
-from cosim.layers.config import ReadoutTrim
+from cosim.layers.config import ReadoutTrim, TrimReference
 from cosim.models import ModelName
 from cosim.report import NullReporter, Reporter
 from cosim.runconfig import Experiment, read_toml
@@ -39,10 +40,12 @@ IR_DROP = {"array_model": "surrogate", "surrogate_model": "device_models/default
            "tile_cols": 64, "r_wire_row_ohm": 2.5, "r_wire_col_ohm": 2.5, "r_driver_ohm": 2.5, "r_sense_ohm": 2.5}
 
 
-def ir_drop_hardware(readout_trim: ReadoutTrim | None = None) -> dict:
-    """The hardware keys of an IR-drop run: :data:`IR_DROP`, plus ``readout_trim`` when set (its
-    value; left out when None, so untrimmed runs keep their configs, digests and folders)."""
-    return IR_DROP | ({"readout_trim": readout_trim.value} if readout_trim is not None else {})
+def ir_drop_hardware(readout_trim: ReadoutTrim | None = None, trim_reference: TrimReference | None = None) -> dict:
+    """The hardware keys of an IR-drop run: :data:`IR_DROP`, plus ``readout_trim`` and
+    ``trim_reference`` when set (their values; each left out when None, so runs without them keep
+    their configs, digests and folders)."""
+    return IR_DROP | {k: v.value for k, v in (("readout_trim", readout_trim), ("trim_reference", trim_reference))
+                      if v is not None}
 
 
 class ExperimentName(str, Enum):
@@ -120,18 +123,22 @@ def _base(model: str, b: Budget, data_dir: str) -> dict:
 
 
 def plan(name: ExperimentName, b: Budget, data_dir: str, ir_drop: bool, root: Path,
-         ideal_root: Path | None = None, readout_trim: ReadoutTrim | None = None) -> list[RunPlan]:
+         ideal_root: Path | None = None, readout_trim: ReadoutTrim | None = None,
+         trim_reference: TrimReference | None = None) -> list[RunPlan]:
     """The runs of experiment ``name`` under budget ``b``, in ``root``.
 
     With ``ir_drop`` the runs on the ideal array live in ``ideal_root`` (the experiment's folder
     without IR drop): off-chip training does not depend on the array model, so its trained models
     (and their ideal-array evaluations) are shared, and every IR-drop number has an ideal twin on
     the same chips to be compared with, paired. ``readout_trim`` (only with ``ir_drop``) sets the
-    IR-drop runs' ``hardware.readout_trim``; their ideal twins are the same either way.
+    IR-drop runs' ``hardware.readout_trim``, and ``trim_reference`` (only with a trim) what it fits
+    to; their ideal twins are the same either way.
     """
     if readout_trim is not None and not ir_drop:
         raise SpecError("a readout trim calibrates the IR-drop array's readout: it applies only with --ir-drop.")
-    ir = ir_drop_hardware(readout_trim) if ir_drop else {}
+    if trim_reference is not None and readout_trim is None:
+        raise SpecError("a trim reference says what the readout trim fits to: it applies only with --readout-trim.")
+    ir = ir_drop_hardware(readout_trim, trim_reference) if ir_drop else {}
     if name in (ExperimentName.PAPER000_TABLE2, ExperimentName.PAPER000_TABLE3, ExperimentName.PARTITION_OVF):
         return _plan_on_chip(name, b, data_dir, ir, root, ideal_root or root)
     if name is ExperimentName.PAPER002_FIG3:
@@ -368,12 +375,14 @@ class Overrides:
 
 def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool = False, ir_drop: bool = False,
               data_dir: str = "", overrides: Overrides = Overrides(), reporter: Reporter | None = None,
-              ideal_out: Path | None = None, readout_trim: ReadoutTrim | str | None = None) -> Path:
+              ideal_out: Path | None = None, readout_trim: ReadoutTrim | str | None = None,
+              trim_reference: TrimReference | str | None = None) -> Path:
     """Run (or resume) every run of an experiment and write its table, summary and plots.
 
     Args:
         name: an :class:`ExperimentName`.
-        out: results folder (default ``results/<name>[-<dataset>][-irdrop[-<trim>trim]][-quick]``).
+        out: results folder (default
+            ``results/<name>[-<dataset>][-irdrop[-<trim>trim[-knownfaults]]][-quick]``).
         quick: the few-minute budget (:data:`QUICK`).
         ir_drop: evaluate on the calibrated surrogate (``device_models/default.h5``).
         data_dir: data directory passed to every run ("" = cache/fetch).
@@ -387,6 +396,8 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
         readout_trim: with ``ir_drop``, the IR-drop runs' readout gain trim (a
             :class:`cosim.layers.config.ReadoutTrim`; None = uncalibrated, as before it existed).
             The ideal twins, and so the paired Δ, are the same as without it.
+        trim_reference: with ``readout_trim``, what the trim fits to (a
+            :class:`cosim.layers.config.TrimReference`; None = the programmed levels).
     """
     try:
         name = ExperimentName(name)
@@ -397,6 +408,15 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     except ValueError:
         raise SpecError(f"unknown readout trim {readout_trim!r}; one of "
                         + ", ".join(t.value for t in ReadoutTrim) + ".") from None
+    try:
+        trim_reference = TrimReference(trim_reference) if trim_reference is not None else None
+    except ValueError:
+        raise SpecError(f"unknown trim reference {trim_reference!r}; one of "
+                        + ", ".join(t.value for t in TrimReference) + ".") from None
+    if trim_reference is not None and readout_trim is None:
+        raise SpecError("a trim reference says what the readout trim fits to: it applies only with --readout-trim.")
+    if trim_reference is TrimReference.PROGRAMMED:
+        trim_reference = None  # the default, spelt out: the same runs, configs and folder as without it
     reporter = reporter or NullReporter()
     if overrides.sigmas and not FULL[name].sigmas:
         raise SpecError(f"{name.value} has no σ sweep; --sigma applies to "
@@ -407,14 +427,12 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
         raise SpecError(f"{name.value} studies σ > 0 only (σ = 0 is no variation at all); drop --sigma 0.")
     base = QUICK if quick else FULL[name]
     b = overrides.apply(base)
-    dataset = f"-{b.dataset}" if b.dataset != "mnist" else ""
-    trim = f"-{readout_trim.value}trim" if readout_trim is not None else ""
-    suffix = dataset + ("-irdrop" + trim if ir_drop else "") + ("-quick" if quick else "")
+    suffix = folder_suffix(b.dataset, ir_drop, quick, readout_trim, trim_reference)
     default_out = Path("results") / f"{name.value}{suffix}"
-    default_ideal = Path("results") / f"{name.value}{dataset}{'-quick' if quick else ''}"
+    default_ideal = Path("results") / f"{name.value}{folder_suffix(b.dataset, False, quick)}"
     out = Path(out) if out else default_out
     ideal_root = (Path(ideal_out) if ideal_out else default_ideal) if ir_drop else None
-    runs = plan(name, b, data_dir, ir_drop, out, ideal_root, readout_trim)
+    runs = plan(name, b, data_dir, ir_drop, out, ideal_root, readout_trim, trim_reference)
     _earlier_calls(out / "summary.json")  # a corrupt summary stops the call before any work, not after it
     t0 = time.perf_counter()
     todo = [(Experiment.from_sections(r.sections), (r.home or out) / "runs" / r.name) for r in runs if not r.compare_only]
@@ -430,7 +448,8 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     models = tuple(dict.fromkeys(PAPER_MODELS[name] + b.models + _models_on_disk(out)))
     # Calls with other --sigma values accumulate the same way: every σ with runs in the folder.
     sigmas = tuple(sorted(set(base.sigmas) | set(b.sigmas) | _sigmas_on_disk(out, ideal_root)))
-    every = plan(name, replace(b, models=models, sigmas=sigmas), data_dir, ir_drop, out, ideal_root, readout_trim)
+    every = plan(name, replace(b, models=models, sigmas=sigmas), data_dir, ir_drop, out, ideal_root, readout_trim,
+                 trim_reference)
     # Runs of other σ (or networks) in the folder that scored a model trained again since (by this
     # call, on a checkout without its weights): scored again as configured, so that the table never
     # sets an evaluation of the old model beside ones of the new.
@@ -449,6 +468,7 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     table = TABLES[name](runs, metrics, out)
     command = (f"cosim reproduce {name.value}" + (" --quick" if quick else "") + (" --ir-drop" if ir_drop else "")
                + (f" --readout-trim {readout_trim.value}" if readout_trim is not None else "")
+               + (f" --trim-reference {trim_reference.value}" if trim_reference is not None else "")
                + (f" --data-dir {data_dir}" if data_dir else "") + overrides.flags()
                + (f" --out {out}" if out != default_out else "")
                + (f" --ideal-out {ideal_root}" if ir_drop and ideal_root != default_ideal else ""))
@@ -462,7 +482,7 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     header = (f"# {name.value}{suffix}\n\n{_DOCS[name]}; networks in this table: {', '.join(shown) or 'none'}.\n\n"
               f"Command: `{command}` ({len(runs)} runs; this call {wall:.0f} s; per-run configs with seeds in "
               f"`runs/*/config.toml`" + (f" and, for the ideal-array runs, `{ideal_root}/runs/*/config.toml`"
-                                          if ir_drop else "") + ").\n\n" + _trim_note(readout_trim)
+                                          if ir_drop else "") + ").\n\n" + _trim_note(readout_trim, trim_reference)
               + _history(calls))
     missing = [m for m in PAPER_MODELS[name] if m not in shown]
     if missing and not quick:
@@ -471,6 +491,7 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     write_text(out / "table.md", header + table)
     write_json(out / "summary.json", {"experiment": name.value, "quick": quick, "ir_drop": ir_drop,
                                       "readout_trim": readout_trim.value if readout_trim is not None else None,
+                                      "trim_reference": trim_reference.value if trim_reference is not None else None,
                                       "command": command,
                                       "wall_s_this_call": wall, "calls": calls, "budget": b.__dict__,
                                       "runs": {run_key(r): {"keys": r.keys, "metrics_file": os.path.relpath(
@@ -533,11 +554,24 @@ _DOCS = {
                                   "training; multi-fault chips written with variation σ_d (0.1, 0.2, 0.3)",
 }
 """What each experiment studies, without its networks: a table names the networks it holds."""
-def _trim_note(trim: ReadoutTrim | None) -> str:
+def folder_suffix(dataset: str, ir_drop: bool, quick: bool, readout_trim: ReadoutTrim | None = None,
+                  trim_reference: TrimReference | None = None) -> str:
+    """The default results folder's suffix after the experiment's name:
+    ``[-<dataset>][-irdrop[-<trim>trim[-knownfaults]]][-quick]`` (MNIST, the papers' data set, unnamed)."""
+    trim = (f"-{readout_trim.value}trim" if readout_trim is not None else "") + (
+        "-knownfaults" if trim_reference is TrimReference.KNOWN_FAULTS else "")
+    return (f"-{dataset}" if dataset != "mnist" else "") + ("-irdrop" + trim if ir_drop else "") + (
+        "-quick" if quick else "")
+
+
+def _trim_note(trim: ReadoutTrim | None, reference: TrimReference | None = None) -> str:
     """The sentence an IR-drop table's header gains for its readout trim ("" without one)."""
     if trim is None:
         return ""
     gains = {ReadoutTrim.LAYER: "one digital gain per layer", ReadoutTrim.COLUMN: "one digital gain per row tile and output"}
-    return (f"IR-drop readout trimmed: {gains[trim]}, fitted on each chip once after programming "
+    fit = ("to the levels the chip's known fault map implies (stuck devices at their stuck levels; "
+           "`hardware.trim_reference = \"known_faults\"`)" if reference is TrimReference.KNOWN_FAULTS
+           else "to the programmed levels")
+    return (f"IR-drop readout trimmed: {gains[trim]}, fitted on each chip once after programming {fit} "
             f"(`hardware.readout_trim = \"{trim.value}\"`; docs/decisions.md, \"Readout trim\"). "
             "The ideal-array twins are the same as without it.\n\n")

@@ -121,9 +121,11 @@ class _Deltas:
 
 def ir_name(runs: list["RunPlan"]) -> str:
     """How plots name the IR-drop array of ``runs``: "IR drop", with the readout trim its runs set
-    (``hardware.readout_trim``) in brackets, e.g. "IR drop (layer trim)"."""
-    trims = sorted({hw["readout_trim"] for r in runs if "readout_trim" in (hw := r.sections.get("hardware", {}))})
-    return "IR drop" + (f" ({', '.join(trims)} trim)" if trims else "")
+    (``hardware.readout_trim``, and ``trim_reference`` when it is the known fault map) in brackets,
+    e.g. "IR drop (layer trim)", "IR drop (layer trim, known faults)"."""
+    trims = sorted({hw["readout_trim"] + " trim" + (", known faults" if hw.get("trim_reference") == "known_faults" else "")
+                    for r in runs if "readout_trim" in (hw := r.sections.get("hardware", {}))})
+    return "IR drop" + (f" ({'; '.join(trims)})" if trims else "")
 
 
 def _on_circuit(runs: list["RunPlan"]) -> bool:

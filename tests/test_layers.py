@@ -152,14 +152,15 @@ def test_exact_model_in_the_layer(monkeypatch):
     assert first == 2 * 2 * 2 * 2 and len(calls) == 2 * first  # 2 row tiles × 2 col tiles × P × S
 
 
-def _trim_layers(circuit: dict, seed: int = 2) -> dict:
+def _trim_layers(circuit: dict, seed: int = 2, faults: FaultSpec = NO_FAULTS, reference: str | None = None) -> dict:
     """One 12→10 float64 layer on the ideal array and on the exact circuit untrimmed and with each
-    readout trim, all holding the same weights (8×8 tiles: two row tiles, one partial)."""
+    readout trim (fitted to ``reference``), all holding the same weights and chip draw (8×8 tiles:
+    two row tiles, one partial)."""
     torch.manual_seed(seed)
-    base = dict(tile_rows=8, tile_cols=8, faults=NO_FAULTS, weight_bits=8, bits_per_device=4)
+    base = dict(tile_rows=8, tile_cols=8, faults=faults, weight_bits=8, bits_per_device=4)
     layers = {"ideal": CrossbarLinear(12, 10, hw=HardwareConfig(**base), dtype=torch.float64)}
     for trim in (None, "column", "layer"):
-        hw = HardwareConfig(array_model="exact", readout_trim=trim, **circuit, **base)
+        hw = HardwareConfig(array_model="exact", readout_trim=trim, trim_reference=trim and reference, **circuit, **base)
         layers[trim or "none"] = CrossbarLinear(12, 10, hw=hw, dtype=torch.float64)
         layers[trim or "none"].load_state_dict(layers["ideal"].state_dict())
     return layers
@@ -193,6 +194,28 @@ def test_readout_trims_undo_a_gain_per_column_exactly(monkeypatch):
     monkeypatch.setattr(chip_module, "exact_effective_conductance", lambda g, spec: g * 0.2)
     w = _weights(_trim_layers({}))
     torch.testing.assert_close(w["layer"], w["ideal"] * 0.4, rtol=1e-12, atol=1e-15)
+
+
+def test_a_trim_that_knows_the_fault_map_undoes_the_circuit_and_leaves_the_faults(monkeypatch):
+    """Stuck devices pull a trim fitted to the programmed levels; fitted to the levels the known
+    fault map implies (stuck devices at their stuck levels), the column trim undoes a gain ``k_c``
+    per tile column exactly and gives the ideal array with the same faults, and the layer trim does
+    so for one gain. TF devices are variation, not in the map: with TF only, both references agree."""
+    stuck = FaultSpec(p_tf=0.0, p_sa1=0.1, p_sa0=0.05)
+    k = np.linspace(0.7, 0.95, 8)
+    monkeypatch.setattr(chip_module, "exact_effective_conductance", lambda g, spec: g * k)
+    blind, known = _weights(_trim_layers({}, faults=stuck)), _weights(_trim_layers({}, faults=stuck, reference="known_faults"))
+    assert torch.equal(blind["ideal"], known["ideal"]) and torch.equal(blind["none"], known["none"])
+    torch.testing.assert_close(known["column"], known["ideal"], rtol=1e-12, atol=1e-15)
+    assert float((blind["column"] - blind["ideal"]).norm() / blind["ideal"].norm()) > 0.01
+    monkeypatch.setattr(chip_module, "exact_effective_conductance", lambda g, spec: g * 0.8)
+    blind, known = _weights(_trim_layers({}, faults=stuck)), _weights(_trim_layers({}, faults=stuck, reference="known_faults"))
+    torch.testing.assert_close(known["layer"], known["ideal"], rtol=1e-12, atol=1e-15)
+    assert float((blind["layer"] - blind["ideal"]).norm() / blind["ideal"].norm()) > 0.01
+    tf = FaultSpec(p_tf=1.0, p_sa1=0.0, p_sa0=0.0, tf_sigma=0.3)
+    blind, known = _weights(_trim_layers({}, faults=tf)), _weights(_trim_layers({}, faults=tf, reference="known_faults"))
+    for trim in ("column", "layer"):
+        torch.testing.assert_close(known[trim], blind[trim], rtol=1e-12, atol=1e-15)
 
 
 def test_readout_trims_shrink_but_cannot_undo_ir_drop_along_wires():
@@ -317,6 +340,9 @@ def test_converters_within_half_a_step():
         (dict(array_model="exact", mapping="one_cell"), "one_cell preset holds abstract weights"),
         (dict(readout_trim="column"), "readout_trim calibrates the readout .* needs array_model surrogate or exact"),
         (dict(array_model="exact", readout_trim="tile"), "readout_trim must be one of column, layer"),
+        (dict(array_model="exact", trim_reference="known_faults"), "trim_reference .* needs readout_trim"),
+        (dict(array_model="exact", readout_trim="layer", trim_reference="faults"),
+         "trim_reference must be one of programmed, known_faults"),
     ],
 )
 def test_bad_hardware_configs_refused(kwargs, fragment):

@@ -256,7 +256,29 @@ def test_readout_trim_needs_ir_drop_and_a_known_trim(tmp_path):
         reproduce("paper002-fig3", tmp_path, quick=True, readout_trim="layer")
     with pytest.raises(SpecError, match="unknown readout trim 'row'; one of column, layer"):
         reproduce("paper002-fig3", tmp_path, quick=True, ir_drop=True, readout_trim="row")
+    # What the trim fits to: only with a trim, and one of the known references.
+    res = runner.invoke(app, ["reproduce", "partition-ovf", "--quick", "--ir-drop", "--trim-reference", "known_faults"])
+    assert res.exit_code == 2 and "--trim-reference says what the readout trim fits to" in res.output
+    res = runner.invoke(app, ["reproduce", "partition-ovf", "--quick", "--ir-drop", "--readout-trim", "layer",
+                              "--trim-reference", "faults"])
+    assert res.exit_code == 2 and "--trim-reference" in res.output
+    for reference in ("known_faults", "programmed"):
+        with pytest.raises(SpecError, match="applies only with --readout-trim"):
+            reproduce("partition-ovf", tmp_path, quick=True, ir_drop=True, trim_reference=reference)
+    with pytest.raises(SpecError, match="unknown trim reference 'faults'; one of programmed, known_faults"):
+        reproduce("partition-ovf", tmp_path, quick=True, ir_drop=True, readout_trim="layer", trim_reference="faults")
     assert not any(tmp_path.iterdir())  # refused before any work
+
+
+def test_default_folders_name_the_data_set_array_and_trim():
+    from cosim.layers.config import ReadoutTrim, TrimReference
+    from cosim.reproduce import folder_suffix
+
+    assert folder_suffix("mnist", False, False) == ""
+    assert folder_suffix("mnist", True, False) == "-irdrop"
+    assert folder_suffix("fashion-mnist", True, True, ReadoutTrim.COLUMN) == "-fashion-mnist-irdrop-columntrim-quick"
+    assert folder_suffix("mnist", True, False, ReadoutTrim.LAYER, TrimReference.KNOWN_FAULTS) == (
+        "-irdrop-layertrim-knownfaults")
 
 
 @pytest.mark.parametrize("experiment", ["paper000-table3", "paper002-fig3", "paper001-dva-dfp", "partition-ovf"])
@@ -265,7 +287,7 @@ def test_readout_trim_reaches_every_ir_drop_run_and_no_ideal_one(experiment):
     circuit (the IR-drop evaluations and on-chip IR-drop runs), each a valid configuration."""
     from pathlib import Path
 
-    from cosim.layers.config import ReadoutTrim
+    from cosim.layers.config import ReadoutTrim, TrimReference
     from cosim.reproduce import FULL, ExperimentName, plan
     from cosim.runconfig import Experiment
     from cosim.tables import ir_name
@@ -273,19 +295,24 @@ def test_readout_trim_reaches_every_ir_drop_run_and_no_ideal_one(experiment):
     name = ExperimentName(experiment)
     plain = plan(name, FULL[name], "", True, Path("ir"), Path("ideal"))
     trimmed = plan(name, FULL[name], "", True, Path("ir"), Path("ideal"), ReadoutTrim.COLUMN)
-    assert [(r.name, r.keys, r.home) for r in plain] == [(r.name, r.keys, r.home) for r in trimmed]
+    known = plan(name, FULL[name], "", True, Path("ir"), Path("ideal"), ReadoutTrim.COLUMN, TrimReference.KNOWN_FAULTS)
+    assert [(r.name, r.keys, r.home) for r in plain] == [(r.name, r.keys, r.home) for r in trimmed] == [
+        (r.name, r.keys, r.home) for r in known]
     on_circuit = 0
-    for a, b in zip(plain, trimmed):
+    for a, b, c in zip(plain, trimmed, known):
         hw = a.sections.get("hardware", {})
         if hw.get("array_model") == "surrogate":
             on_circuit += 1
             assert b.sections == a.sections | {"hardware": hw | {"readout_trim": "column"}}
+            assert c.sections == a.sections | {"hardware": hw | {"readout_trim": "column", "trim_reference": "known_faults"}}
             assert Experiment.from_sections(b.sections).hw.readout_trim is ReadoutTrim.COLUMN
+            assert Experiment.from_sections(c.sections).hw.trim_reference is TrimReference.KNOWN_FAULTS
         else:
-            assert b.sections == a.sections
+            assert b.sections == c.sections == a.sections
     assert on_circuit > 0
     # Plots name the trim beside the IR-drop array; the ideal array's runs name neither.
-    assert (ir_name(plain), ir_name(trimmed)) == ("IR drop", "IR drop (column trim)")
+    assert (ir_name(plain), ir_name(trimmed), ir_name(known)) == (
+        "IR drop", "IR drop (column trim)", "IR drop (column trim, known faults)")
     assert ir_name([r for r in trimmed if r.sections.get("hardware", {}).get("array_model") != "surrogate"]) == "IR drop"
 
 

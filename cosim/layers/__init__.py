@@ -2,7 +2,7 @@
 DAC/ADC and the array models (DESIGN §4)."""
 
 from cosim.layers.chip import ChipDraw, chips_alike, draw_chips
-from cosim.layers.config import ArrayModel, HardwareConfig, Mapping, ReadoutTrim, WeightFormat
+from cosim.layers.config import ArrayModel, HardwareConfig, Mapping, ReadoutTrim, TrimReference, WeightFormat
 from cosim.layers.modules import (
     CrossbarConv2d,
     CrossbarLinear,
@@ -29,6 +29,7 @@ __all__ = [
     "draw_chips",
     "quantise_signed",
     "ReadoutTrim",
+    "TrimReference",
     "repeat_for_chips",
     "split_chips",
     "unconvert",

@@ -17,7 +17,7 @@ import torch
 
 from cosim.device import FaultCode, draw_fault_map
 from cosim.layers.arrays import exact_effective_conductance, tile_spec
-from cosim.layers.config import ArrayModel, HardwareConfig, ReadoutTrim, WeightFormat
+from cosim.layers.config import ArrayModel, HardwareConfig, ReadoutTrim, TrimReference, WeightFormat
 
 
 @dataclass(frozen=True)
@@ -202,8 +202,20 @@ def _circuit_levels(w: torch.Tensor, digits: torch.Tensor, hw: HardwareConfig, c
     g = _surrogate(g, hw) if hw.array_model is ArrayModel.SURROGATE else _exact(g, hw)
     delta = (g[:, 0] - g[:, 1]) / (dev.g_on_siemens - dev.g_off_siemens) * levels
     if hw.readout_trim is not None:
-        delta = trim_readout(delta, torch.where(positive[0], digits, -digits), hw)
+        delta = trim_readout(delta, _trim_target(digits, positive[0], chips, hw), hw)
     return delta
+
+
+def _trim_target(digits: torch.Tensor, positive: torch.Tensor, chips: ChipDraw, hw: HardwareConfig) -> torch.Tensor:
+    """The signed levels the readout trim fits to (``hw.trim_reference``): (S, in, out) the programmed
+    ones, or (n, S, in, out) with each chip's stuck devices at their stuck levels (``known_faults``)."""
+    if hw.trim_reference is not TrimReference.KNOWN_FAULTS:
+        return torch.where(positive, digits, -digits)
+    zero = torch.zeros_like(digits)
+    lv = torch.stack([torch.where(positive, digits, zero), torch.where(positive, zero, digits)])  # (P, S, in, out)
+    lv = torch.where(chips.codes == FaultCode.SA1, float(hw.device_levels), lv.expand_as(chips.codes))
+    lv = torch.where(chips.codes == FaultCode.SA0, 0.0, lv)
+    return lv[:, 0] - lv[:, 1]
 
 
 TRIM_RANGE = (0.5, 2.0)
@@ -212,7 +224,8 @@ nearly nothing is not amplified without bound."""
 
 
 def trim_readout(delta: torch.Tensor, programmed: torch.Tensor, hw: HardwareConfig) -> torch.Tensor:
-    """Apply ``hw.readout_trim``: a digital gain that maps the weights read back onto the programmed ones.
+    """Apply ``hw.readout_trim``: a digital gain that maps the weights read back onto the programmed ones
+    (or, with ``trim_reference = "known_faults"``, onto the levels the chip's fault map implies).
 
     Calibration reads each tile's effective matrix, one row at a time (unit inputs, as a
     programmer's read-verify pass does), so it sees the circuit's attenuation as the weights
@@ -225,7 +238,7 @@ def trim_readout(delta: torch.Tensor, programmed: torch.Tensor, hw: HardwareConf
     Args:
         delta: (n, S, in, out) realised differential levels of ``n`` chips; divided in place.
         programmed: (S, in, out) the signed levels the controller programmed (the weight's digits,
-            negative for a negative weight).
+            negative for a negative weight), or (n, S, in, out) per chip (with a known fault map).
         hw: the configuration (``readout_trim``, ``tile_rows``, ``bits_per_device``).
 
     Returns:
@@ -233,14 +246,14 @@ def trim_readout(delta: torch.Tensor, programmed: torch.Tensor, hw: HardwareConf
     """
     coef = slice_significance(hw, delta.dtype, delta.device)
     w = torch.einsum("nsio,s->nio", delta, coef)
-    target = torch.einsum("sio,s->io", programmed.to(delta.dtype), coef)
+    target = torch.einsum("...sio,s->...io", programmed.to(delta.dtype), coef)
     if hw.readout_trim is ReadoutTrim.LAYER:
         blocks, dims = [slice(None)], (-2, -1)
     else:
         blocks, dims = [slice(r0, r0 + hw.tile_rows) for r0 in range(0, delta.shape[-2], hw.tile_rows)], (-2,)
     for rows in blocks:
-        num = (w[:, rows] * target[rows]).sum(dim=dims, keepdim=True)
-        den = (target[rows] ** 2).sum(dim=dims, keepdim=True)
+        num = (w[:, rows] * target[..., rows, :]).sum(dim=dims, keepdim=True)
+        den = (target[..., rows, :] ** 2).sum(dim=dims, keepdim=True)
         gain = torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), 1.0).clamp_(*TRIM_RANGE)
         delta[..., rows, :].div_(gain.unsqueeze(1))
     return delta

@@ -56,9 +56,11 @@ class ReadoutTrim(str, Enum):
 
     Calibration reads each tile's effective matrix (one row at a time) and fits, by least squares,
     a digital gain that maps the weights read back onto the programmed ones, which are all the
-    controller knows: the fit sees IR drop, variation and faults together. A gain per column
-    cannot undo how the attenuation varies along a column (far cells lose more), nor faults
-    (:func:`cosim.layers.chip.trim_readout`; docs/decisions.md).
+    controller knows without a fault map: the fit sees IR drop, variation and faults together
+    (``trim_reference = "known_faults"`` fits to the programmed levels with the stuck devices at
+    their stuck levels instead). A gain per column cannot undo how the attenuation varies along a
+    column (far cells lose more), nor faults (:func:`cosim.layers.chip.trim_readout`;
+    docs/decisions.md).
     """
 
     COLUMN = "column"
@@ -66,6 +68,19 @@ class ReadoutTrim(str, Enum):
     tiles are added."""
     LAYER = "layer"
     """One gain per layer."""
+
+
+class TrimReference(str, Enum):
+    """What a readout trim fits the weights read back to (``readout_trim`` set)."""
+
+    PROGRAMMED = "programmed"
+    """The programmed levels, all the controller knows without a fault map (the default, also
+    when unset): stuck devices pull the fitted gain."""
+    KNOWN_FAULTS = "known_faults"
+    """The programmed levels with the chip's stuck devices at their stuck levels (SA1 at the top
+    level, SA0 at 0), as a test pass that finds the fault map reports them (paper 000 assumes that
+    map known). TF devices and programming variation stay unknown. The gain then answers for the
+    circuit's attenuation, not for the faults."""
 
 
 def _check(cond: bool, message: str) -> None:
@@ -125,6 +140,8 @@ class HardwareConfig:
     readout_trim: ReadoutTrim | None = None
     """Gain calibration of the readout against the circuit's attenuation, once per chip (array
     models ``surrogate`` and ``exact``; None = uncalibrated readout, the default)."""
+    trim_reference: TrimReference | None = None
+    """What the readout trim fits to (``readout_trim`` set; None = ``programmed``, the default)."""
 
     surrogate: Any = field(default=None, init=False, repr=False, compare=False)
     """The loaded surrogate model (set from ``surrogate_model``; not a constructor argument)."""
@@ -155,6 +172,10 @@ class HardwareConfig:
             _check(self.array_model is not ArrayModel.IDEAL,
                    "readout_trim calibrates the readout against the circuit's attenuation, which the ideal "
                    "array does not have: it needs array_model surrogate or exact.")
+        if self.trim_reference is not None:
+            coerce_enums(self, {"trim_reference": TrimReference})
+            _check(self.readout_trim is not None, "trim_reference says what the readout trim fits to: it needs "
+                   "readout_trim (column or layer).")
         for name in ("r_wire_row_ohm", "r_wire_col_ohm", "r_driver_ohm", "r_sense_ohm"):
             value = getattr(self, name)
             _check(math.isfinite(value) and value >= 0, f"{name} must be a finite number >= 0, got {value!r}.")
@@ -172,10 +193,10 @@ class HardwareConfig:
 
     def on_ideal_array(self) -> "HardwareConfig":
         """This chip on the ideal array: the circuit's own parameters (surrogate file, wire, driver
-        and sense resistances, readout trim), which the ideal array never reads, reset to their
+        and sense resistances, readout trim and its reference), which the ideal array never reads, reset to their
         defaults, so two configurations that differ only in their circuit compare equal."""
         circuit = ("surrogate_model", "strict_range", "r_wire_row_ohm", "r_wire_col_ohm", "r_driver_ohm", "r_sense_ohm",
-                   "readout_trim")
+                   "readout_trim", "trim_reference")
         defaults = {f.name: f.default for f in fields(self) if f.name in circuit}
         return replace(self, array_model=ArrayModel.IDEAL, **defaults)
 

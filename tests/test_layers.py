@@ -495,3 +495,12 @@ def test_weight_formats_dfp_and_static_fixed_point():
     assert errors["dynamic_fixed_point"] < 0.5 * errors["static_fixed_point"], errors
     with pytest.raises(SpecError, match="weight_format must be one of"):
         HardwareConfig(weight_format="float")
+
+
+def test_on_ideal_array_drops_every_circuit_setting():
+    """The ideal array reads none of the circuit's settings (resistances, surrogate, trim and its
+    reference): two chips that differ only there are the same chip on the ideal array."""
+    circuit = HardwareConfig(array_model="exact", r_wire_row_ohm=5.0, r_sense_ohm=1.0, readout_trim="layer",
+                             trim_reference="known_faults", prog_sigma=0.1)
+    assert circuit.on_ideal_array() == HardwareConfig(prog_sigma=0.1)
+    assert circuit.on_ideal_array() != HardwareConfig()

@@ -193,8 +193,8 @@ class HardwareConfig:
 
     def on_ideal_array(self) -> "HardwareConfig":
         """This chip on the ideal array: the circuit's own parameters (surrogate file, wire, driver
-        and sense resistances, readout trim and its reference), which the ideal array never reads, reset to their
-        defaults, so two configurations that differ only in their circuit compare equal."""
+        and sense resistances, readout trim and its reference), which the ideal array never reads,
+        reset to their defaults, so two configurations that differ only in their circuit compare equal."""
         circuit = ("surrogate_model", "strict_range", "r_wire_row_ohm", "r_wire_col_ohm", "r_driver_ohm", "r_sense_ohm",
                    "readout_trim", "trim_reference")
         defaults = {f.name: f.default for f in fields(self) if f.name in circuit}

@@ -111,9 +111,15 @@ def test_overrides_reach_every_run_and_the_command():
     assert Overrides().apply(QUICK) == QUICK and Overrides().flags() == ""
 
 
-def test_quick_ir_drop_table_evaluates_on_the_calibrated_surrogate(tiny_mnist, tmp_path):
+def test_quick_ir_drop_table_evaluates_on_the_calibrated_surrogate(tiny_mnist, tmp_path, monkeypatch):
     """On-chip students retrain on the ideal array whatever --ir-drop says, so the IR-drop table
-    loads the ideal table's students instead of retraining them; its Δ table pairs the two tables' chips."""
+    loads the ideal table's students instead of retraining them; its Δ table pairs the two tables' chips.
+    A readout trim fitted to the known fault map scores the same students in a folder of its own."""
+    import cosim.tables
+
+    titles: list = []
+    plot_bars = cosim.tables.plot_bars
+    monkeypatch.setattr(cosim.tables, "plot_bars", lambda *a, **k: (titles.append(a[4]), plot_bars(*a, **k)))
     ideal, out = tmp_path / "ideal", tmp_path / "irdrop"
     args = ["reproduce", "paper000-table3", "--quick", "--data-dir", str(tiny_mnist)]
     assert runner.invoke(app, args + ["--out", str(ideal)]).exit_code == 0
@@ -142,6 +148,21 @@ def test_quick_ir_drop_table_evaluates_on_the_calibrated_surrogate(tiny_mnist, t
     expected = _mean_gain_pct(twin["accuracies"], mine["accuracies"])
     assert body[1].startswith("| lenet5 | differential_slices | 2 |") and body[1].split("|")[-2].strip().startswith(
         f"{expected:+.2f} ±")
+    assert titles[-1] == "differential_slices, IR drop: retrained students"
+    known = tmp_path / "known"
+    res = runner.invoke(app, args + ["--ir-drop", "--readout-trim", "layer", "--trim-reference", "known_faults",
+                                     "--out", str(known), "--ideal-out", str(ideal)])
+    assert res.exit_code == 0, res.output
+    assert tomllib.loads((known / "runs" / run / "config.toml").read_text())["hardware"] == tomllib.loads(
+        config)["hardware"] | {"readout_trim": "layer", "trim_reference": "known_faults"}
+    chips = json.loads((known / "runs" / run / "chips.json").read_text())
+    assert [chips[c]["student_from"] for c in ("0", "1")] == [str(ideal / "runs" / run)] * 2
+    assert "fitted on each chip once after programming to the levels the chip's known fault map implies" in (
+        known / "table.md").read_text()
+    assert titles[-1] == "differential_slices, IR drop (layer trim, known faults): retrained students"
+    summary = json.loads((known / "summary.json").read_text())
+    assert (summary["readout_trim"], summary["trim_reference"]) == ("layer", "known_faults")
+    assert " --readout-trim layer --trim-reference known_faults " in summary["command"]
 
 
 @pytest.mark.parametrize("experiment, ir_rows", [("paper002-fig3", 2), ("paper001-dva-dfp", 1)])

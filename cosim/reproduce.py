@@ -403,16 +403,8 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
         name = ExperimentName(name)
     except ValueError:
         raise SpecError(f"unknown experiment {name!r}; see `cosim reproduce --list`.") from None
-    try:
-        readout_trim = ReadoutTrim(readout_trim) if readout_trim is not None else None
-    except ValueError:
-        raise SpecError(f"unknown readout trim {readout_trim!r}; one of "
-                        + ", ".join(t.value for t in ReadoutTrim) + ".") from None
-    try:
-        trim_reference = TrimReference(trim_reference) if trim_reference is not None else None
-    except ValueError:
-        raise SpecError(f"unknown trim reference {trim_reference!r}; one of "
-                        + ", ".join(t.value for t in TrimReference) + ".") from None
+    readout_trim = _choice(ReadoutTrim, readout_trim, "readout trim")
+    trim_reference = _choice(TrimReference, trim_reference, "trim reference")
     if trim_reference is not None and readout_trim is None:
         raise SpecError("a trim reference says what the readout trim fits to: it applies only with --readout-trim.")
     if trim_reference is TrimReference.PROGRAMMED:
@@ -554,6 +546,16 @@ _DOCS = {
                                   "training; multi-fault chips written with variation σ_d (0.1, 0.2, 0.3)",
 }
 """What each experiment studies, without its networks: a table names the networks it holds."""
+
+
+def _choice(enum: type[Enum], value: Enum | str | None, what: str) -> Enum | None:
+    """``value`` as a member of ``enum`` (None stays None); an unknown one is refused naming the choices."""
+    try:
+        return enum(value) if value is not None else None
+    except ValueError:
+        raise SpecError(f"unknown {what} {value!r}; one of " + ", ".join(e.value for e in enum) + ".") from None
+
+
 def folder_suffix(dataset: str, ir_drop: bool, quick: bool, readout_trim: ReadoutTrim | None = None,
                   trim_reference: TrimReference | None = None) -> str:
     """The default results folder's suffix after the experiment's name:

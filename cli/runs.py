@@ -150,9 +150,9 @@ def reproduce(
     dataset: Annotated[DatasetName | None, typer.Option("--dataset", help="Override the data set (e.g. fashion-mnist).")] = None,
     sigma: Annotated[list[float] | None, typer.Option("--sigma", min=0.0, metavar="SIGMA", help="Run only these σ of the experiment's sweep, or others (repeatable; paper002-fig3: σ_d, paper001-dva-dfp: the devices' σ, partition-ovf: σ_d). The table shows every σ run in the folder.")] = None,
     beta: Annotated[float | None, typer.Option("--beta", help="paper002-fig3: OVF's β for every σ_d, instead of a β search per σ_d (paper 002 searches once per network; default: search).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Results folder (default results/<experiment>[-dataset][-irdrop[-<trim>trim[-knownfaults]]][-quick]).")] = None,
-    ideal_out: Annotated[Path | None, typer.Option("--ideal-out", help="With --ir-drop: the experiment's folder without IR drop, whose trained models and ideal-array runs are reused or made there (default results/<experiment>[-dataset][-quick]).")] = None,
-    readout_trim: Annotated[ReadoutTrim | None, typer.Option("--readout-trim", help="With --ir-drop: calibrate the IR-drop array's readout with a digital gain per layer or per tile column, fitted once per chip (default: uncalibrated; the folder gains -<trim>trim).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Results folder (default results/<experiment>[-dataset][-irdrop][-<trim>trim[-knownfaults]][-quick]).")] = None,
+    ideal_out: Annotated[Path | None, typer.Option("--ideal-out", help="With --ir-drop or --readout-trim: the experiment's folder on the plain ideal array, whose trained models and ideal-array runs are reused or made there (default results/<experiment>[-dataset][-quick]).")] = None,
+    readout_trim: Annotated[ReadoutTrim | None, typer.Option("--readout-trim", help="Calibrate the IR-drop array's readout (with --ir-drop) with a digital gain per layer or per tile column, fitted once per chip (default: uncalibrated; the folder gains -<trim>trim). Without --ir-drop: the ideal array trimmed, a control that shows what the trim does without a circuit.")] = None,
     trim_reference: Annotated[TrimReference | None, typer.Option("--trim-reference", help="With --readout-trim: what the trim fits to, the programmed levels (default) or those the chip's known fault map implies, stuck devices at their stuck levels (known_faults; the folder gains -knownfaults).")] = None,
 ) -> None:
     """Reproduce a paper's table or figure: runs (resumable), table.md, summary.json, PNG plots."""
@@ -165,11 +165,8 @@ def reproduce(
         if experiment is None and not list_:
             raise typer.Exit(2)
         return
-    if ideal_out is not None and not ir_drop:
-        raise typer.BadParameter("--ideal-out applies only with --ir-drop.", param_hint="--ideal-out")
-    if readout_trim is not None and not ir_drop:
-        raise typer.BadParameter("--readout-trim calibrates the IR-drop array's readout: it applies only with --ir-drop.",
-                                 param_hint="--readout-trim")
+    if ideal_out is not None and not ir_drop and readout_trim is None:
+        raise typer.BadParameter("--ideal-out applies only with --ir-drop or --readout-trim.", param_hint="--ideal-out")
     if trim_reference is not None and readout_trim is None:
         raise typer.BadParameter("--trim-reference says what the readout trim fits to: it applies only with "
                                  "--readout-trim.", param_hint="--trim-reference")

@@ -1,16 +1,19 @@
 """``cosim reproduce``: the source papers' experiments as lists of runs, plus their tables and plots.
 
-An experiment expands into named runs (each an :class:`cosim.runconfig.Experiment`, run by
-:func:`cosim.experiment.train_run` into ``<out>/runs/<name>/``, so every run resumes), then
+An experiment expands into named runs (:func:`cosim.plans.plan`; each an
+:class:`cosim.runconfig.Experiment`, run by :func:`cosim.experiment.train_run` into
+``<out>/runs/<name>/``, so every run resumes), then
 gathers their ``metrics.json`` into ``<out>/table.md``, ``<out>/summary.json`` and PNG plots.
 ``quick`` shrinks every budget (data, epochs, chips) so a whole experiment takes minutes;
 ``ir_drop`` evaluates on the calibrated surrogate array model (64×64 tiles, 2.5 Ω wires), its
 readout uncalibrated or, with ``readout_trim``, gain-trimmed once per chip (fitted to the
 programmed levels or, with ``trim_reference``, to the levels the known fault map implies).
-With ``ir_drop``, the models of papers 001/002 are trained (or found finished) in the ideal
-experiment's folder and evaluated there and on the surrogate; paper 000's students are retrained
-through the ideal array. Every IR-drop table pairs its numbers with their ideal-array twins chip
-by chip (:mod:`cosim.tables`).
+``readout_trim`` without ``ir_drop`` trims the ideal array's readout instead: a control that
+shows what the trim does without a circuit (it sees only the variation and faults).
+With either, the models of papers 001/002 are trained (or found finished) in the ideal
+experiment's folder and evaluated there and on the hardware apart (the circuit or the trimmed
+ideal array); paper 000's students are retrained through the plain ideal array. Every such table
+pairs its numbers with their plain ideal-array twins chip by chip (:mod:`cosim.tables`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -30,207 +33,10 @@ from cosim.experiment import is_finished, is_stale, train_run
 from cosim.fileio import read_json, write_json, write_text
 from cosim.layers.config import ReadoutTrim, TrimReference
 from cosim.models import ModelName
+from cosim.plans import FULL, PAPER_MODELS, QUICK, Budget, ExperimentName, plan
 from cosim.report import NullReporter, Reporter
 from cosim.runconfig import Experiment, read_toml
 from cosim.tables import run_key, table_paper000, table_paper001, table_paper002, table_partition_ovf
-
-MULTI_FAULT = {"p_tf": 0.1424, "p_sa1": 0.0904, "p_sa0": 0.0175, "tf_sigma": 0.2}
-SAF_ONLY = {"p_tf": 0.0, "p_sa1": 0.0904, "p_sa0": 0.0175}
-IR_DROP = {"array_model": "surrogate", "surrogate_model": "device_models/default.h5", "tile_rows": 64,
-           "tile_cols": 64, "r_wire_row_ohm": 2.5, "r_wire_col_ohm": 2.5, "r_driver_ohm": 2.5, "r_sense_ohm": 2.5}
-
-
-def ir_drop_hardware(readout_trim: ReadoutTrim | None = None, trim_reference: TrimReference | None = None) -> dict:
-    """The hardware keys of an IR-drop run: :data:`IR_DROP`, plus ``readout_trim`` and
-    ``trim_reference`` when set (their values; each left out when None, so runs without them keep
-    their configs, digests and folders)."""
-    return IR_DROP | {k: v.value for k, v in (("readout_trim", readout_trim), ("trim_reference", trim_reference))
-                      if v is not None}
-
-
-class ExperimentName(str, Enum):
-    """Experiments ``cosim reproduce`` knows."""
-
-    PAPER000_TABLE2 = "paper000-table2"
-    """Paper 000 Table 2: SAF-only (SA1 9.04 %, SA0 1.75 %); masked fine-tuning, KD, partition retraining."""
-    PAPER000_TABLE3 = "paper000-table3"
-    """Paper 000 Table 3: multi-fault 25.03 % (TF 14.24 % σ 0.2, SA1 9.04 %, SA0 1.75 %)."""
-    PAPER002_FIG3 = "paper002-fig3"
-    """Paper 002 Fig. 3: accuracy and EKL against σ_d for vanilla, GNI and OVF."""
-    PAPER001_DVA_DFP = "paper001-dva-dfp"
-    """Paper 001: DVA training and DFP against the on/off ratio and the variation σ."""
-    PARTITION_OVF = "partition-ovf"
-    """Beyond the papers: partition retraining with and without OVF-style variation training, on
-    faulty chips (multi-fault 25.03 %) whose retrained weights are written with variation σ_d."""
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How much work an experiment does (full or quick)."""
-
-    models: tuple[str, ...]
-    teacher_epochs: int
-    retrain_epochs: int
-    retrain_limit: int
-    train_limit: int
-    test_limit: int
-    chips: int
-    eval_chips: int
-    sigmas: tuple[float, ...]
-    dataset: str = "mnist"
-    ratios: tuple[float, ...] = (2.0, 10.0, 100.0)
-    """Paper 001's device on/off ratios (``r_hrs / r_lrs``)."""
-    ovf_beta: float | None = None
-    """Paper 002: OVF's β, the same for every σ_d, with no β search; None searches β for each
-    σ_d on a validation split (:data:`cosim.experiment.BETA_CANDIDATES`)."""
-
-
-FULL = {
-    ExperimentName.PAPER000_TABLE2: Budget(("mlp", "lenet", "convnet", "lenet5"), 15, 1, 10_000, 0, 0, 100, 1, ()),
-    ExperimentName.PAPER000_TABLE3: Budget(("mlp", "lenet", "convnet", "lenet5"), 15, 1, 10_000, 0, 0, 100, 1, ()),
-    ExperimentName.PAPER002_FIG3: Budget(("vgg8",), 10, 10, 0, 0, 0, 1, 100, (0.0, 0.1, 0.2, 0.3, 0.4)),
-    ExperimentName.PAPER001_DVA_DFP: Budget(("lenet5",), 10, 10, 0, 0, 0, 1, 100, (0.1, 0.3, 0.5)),
-    ExperimentName.PARTITION_OVF: Budget(("lenet5",), 15, 1, 10_000, 0, 0, 50, 1, (0.1, 0.2, 0.3)),
-}
-PAPER_MODELS = {
-    ExperimentName.PAPER000_TABLE2: ("mlp", "lenet", "convnet", "lenet5", "vgg16", "resnet18"),
-    ExperimentName.PAPER000_TABLE3: ("mlp", "lenet", "convnet", "lenet5", "vgg16", "resnet18"),
-    ExperimentName.PAPER002_FIG3: ("vgg8", "resnet18"),
-    ExperimentName.PAPER001_DVA_DFP: ("lenet5",),
-    ExperimentName.PARTITION_OVF: ("lenet5",),
-}
-"""The networks each source experiment reports; a table names those it has no rows for."""
-QUICK = Budget(("lenet5",), 1, 1, 1000, 1000, 300, 2, 2, (0.0, 0.3), ratios=(10.0,))
-
-
-@dataclass
-class RunPlan:
-    """One run of an experiment: its directory name, config sections and table coordinates."""
-
-    name: str
-    sections: dict
-    keys: dict = field(default_factory=dict)
-    home: Path | None = None
-    """The experiment folder the run lives in (``<home>/runs/<name>``); None = this call's."""
-    compare_only: bool = False
-    """Read into the table when present, never run by this call (the ideal-array twin of an
-    on-chip IR-drop run, which lives in the ideal experiment's folder)."""
-
-
-def _base(model: str, b: Budget, data_dir: str) -> dict:
-    return {"model": model, "dataset": b.dataset, "data_dir": data_dir, "train_limit": b.train_limit,
-            "test_limit": b.test_limit}
-
-
-def plan(name: ExperimentName, b: Budget, data_dir: str, ir_drop: bool, root: Path,
-         ideal_root: Path | None = None, readout_trim: ReadoutTrim | None = None,
-         trim_reference: TrimReference | None = None) -> list[RunPlan]:
-    """The runs of experiment ``name`` under budget ``b``, in ``root``.
-
-    With ``ir_drop`` the runs on the ideal array live in ``ideal_root`` (the experiment's folder
-    without IR drop): off-chip training does not depend on the array model, so its trained models
-    (and their ideal-array evaluations) are shared, and every IR-drop number has an ideal twin on
-    the same chips to be compared with, paired. ``readout_trim`` (only with ``ir_drop``) sets the
-    IR-drop runs' ``hardware.readout_trim``, and ``trim_reference`` (only with a trim) what it fits
-    to; their ideal twins are the same either way.
-    """
-    if readout_trim is not None and not ir_drop:
-        raise SpecError("a readout trim calibrates the IR-drop array's readout: it applies only with --ir-drop.")
-    if trim_reference is not None and readout_trim is None:
-        raise SpecError("a trim reference says what the readout trim fits to: it applies only with --readout-trim.")
-    ir = ir_drop_hardware(readout_trim, trim_reference) if ir_drop else {}
-    if name in (ExperimentName.PAPER000_TABLE2, ExperimentName.PAPER000_TABLE3, ExperimentName.PARTITION_OVF):
-        return _plan_on_chip(name, b, data_dir, ir, root, ideal_root or root)
-    if name is ExperimentName.PAPER002_FIG3:
-        return _plan_paper002(b, data_dir, ir, root, ideal_root or root)
-    return _plan_paper001(b, data_dir, ir, root, ideal_root or root)
-
-
-# The planners below take ``ir``: the IR-drop runs' hardware keys (:func:`ir_drop_hardware`), or
-# {} for an experiment on the ideal array.
-def _plan_on_chip(name: ExperimentName, b: Budget, data_dir: str, ir: dict, root: Path,
-                  ideal_root: Path) -> list[RunPlan]:
-    ir_drop = bool(ir)
-    runs: list[RunPlan] = []
-    faults = SAF_ONLY if name is ExperimentName.PAPER000_TABLE2 else MULTI_FAULT
-    for model in b.models:
-        teacher = f"{model}-teacher"
-        runs.append(RunPlan(teacher, {"run": _base(model, b, data_dir) | {"eval_chips": 1},
-                                      "train": {"epochs": b.teacher_epochs}}, {"model": model, "role": "teacher"}))
-        run = _base(model, b, data_dir) | {"train_limit": b.retrain_limit, "chips": b.chips,
-                                           "teacher": str(root / "runs" / teacher), "train_on_ideal_array": ir_drop}
-        if name is ExperimentName.PARTITION_OVF:
-            for sigma in (s for s in b.sigmas if s > 0):
-                for method in ("partition", "partition_ovf"):
-                    run_name = f"{model}-sigma{sigma:g}-{method}"
-                    runs.append(RunPlan(run_name, {
-                        "run": run | _students_from(ir_drop, ideal_root, run_name),
-                        "train": {"method": method, "epochs": b.retrain_epochs, "sigma_d": sigma},
-                        "hardware": {**faults, "prog_sigma": sigma, **ir}},
-                        {"model": model, "sigma": sigma, "method": method}))
-                    if ir_drop:
-                        runs.append(_ideal_twin(runs[-1], ideal_root))
-            continue
-        # The one-cell preset has no conductances, so no circuit: IR-drop tables use the physical one.
-        for mapping in ("differential_slices",) if ir_drop else ("one_cell", "differential_slices"):
-            for method in ("masked", "kd", "partition"):
-                run_name = f"{model}-{mapping}-{method}"
-                runs.append(RunPlan(run_name, {
-                    "run": run | _students_from(ir_drop, ideal_root, run_name),
-                    "train": {"method": method, "epochs": b.retrain_epochs},
-                    "hardware": {"mapping": mapping, **faults, **ir}},
-                    {"model": model, "mapping": mapping, "method": method}))
-                if ir_drop:
-                    runs.append(_ideal_twin(runs[-1], ideal_root))
-    return runs
-
-
-def _students_from(ir_drop: bool, ideal_root: Path, name: str) -> dict:
-    """With IR drop, students retrain through the ideal array, so the ideal twin's students (when
-    that run is on disk) are the same: they are loaded, not retrained."""
-    return {"students_from": str(ideal_root / "runs" / name)} if ir_drop else {}
-
-
-def _ideal_twin(run: RunPlan, ideal_root: Path) -> RunPlan:
-    """The ideal-array run of ``run``'s students in ``ideal_root`` (on-chip students retrain
-    through the ideal array, so they are the same): read into the table when present, never run."""
-    return RunPlan(run.name, {}, run.keys | {"array": "ideal"}, ideal_root, compare_only=True)
-
-
-def _ir_twin(run: RunPlan, ir: dict, root: Path, source: Path, eval_chips: int, name: str = "") -> RunPlan:
-    """The IR-drop evaluation (hardware keys ``ir``) of ``run``'s trained model (``source``), in
-    ``root``, named ``name`` (default ``<run>-irdrop``; runs of one model on one hardware share one name)."""
-    sections = {"run": run.sections["run"] | {"eval_chips": eval_chips, "pretrained": str(source),
-                                              "beta_search": False},
-                "train": run.sections["train"], "hardware": run.sections["hardware"] | ir}
-    return RunPlan(name or f"{run.name}-irdrop", sections, run.keys | {"array": "irdrop"}, root)
-
-
-def _plan_paper002(b: Budget, data_dir: str, ir: dict, root: Path, home: Path) -> list[RunPlan]:
-    runs: list[RunPlan] = []
-    for model in b.models:
-        vanilla = f"{model}-vanilla"
-        runs.append(RunPlan(vanilla, {"run": _base(model, b, data_dir) | {"eval_chips": 1},
-                                      "train": {"epochs": b.teacher_epochs}}, {"model": model, "role": "trained"}, home))
-        for sigma in b.sigmas:
-            for method in ("vanilla", "gni", "ovf"):
-                train = {"method": method, "epochs": b.teacher_epochs, "sigma_d": sigma}
-                search = method == "ovf" and b.ovf_beta is None
-                run = _base(model, b, data_dir) | {"eval_chips": b.eval_chips, "beta_search": search}
-                if method == "ovf" and not search:
-                    train["beta"] = b.ovf_beta
-                source, twin = f"{model}-sigma{sigma:g}-{method}", ""
-                if method == "vanilla" or sigma == 0:  # no noise to inject: the vanilla model itself
-                    train, run = {"epochs": b.teacher_epochs}, run | {"pretrained": str(home / "runs" / vanilla)}
-                    # At σ_d = 0 the three columns are one model on one hardware: one IR-drop evaluation.
-                    source, twin = vanilla, f"{model}-sigma{sigma:g}-vanilla-irdrop"
-                runs.append(RunPlan(f"{model}-sigma{sigma:g}-{method}", {
-                    "run": run, "train": train, "hardware": {"prog_sigma": sigma}},
-                    {"model": model, "sigma": sigma, "method": method}, home))
-                if ir:
-                    runs.append(_ir_twin(runs[-1], ir, root, home / "runs" / source, b.eval_chips, twin))
-    return runs
-
 
 _SIGMA_IN_NAME = re.compile(r"-sigma(\d+(?:\.\d*)?(?:e[-+]?\d+)?)-")
 
@@ -250,45 +56,6 @@ def _models_on_disk(*roots: Path | None) -> tuple[str, ...]:
     """The networks of the runs under ``<root>/runs/`` (run names start with ``<model>-``)."""
     known = {m.value for m in ModelName}
     return tuple(sorted({name.split("-")[0] for name in _run_names(*roots)} & known))
-
-
-def _calibrated_ratios() -> tuple[float, float]:
-    """The on/off ratio range the IR-drop surrogate (``IR_DROP``) was calibrated on, from its file."""
-    from cosim.calibrate.store import read_model
-
-    return tuple(read_model(Path(IR_DROP["surrogate_model"])).campaign.on_off_ratio)
-
-
-def _plan_paper001(b: Budget, data_dir: str, ir: dict, root: Path, home: Path) -> list[RunPlan]:
-    runs: list[RunPlan] = []
-    for model in b.models:
-        trained = {}
-        # σ = 0 would be no variation at all (every device a TF device of spread 0): not a point of the study.
-        sigmas = [s for s in b.sigmas if s > 0]
-        for method, sigma in [("vanilla", 0.0)] + [("dva", s) for s in sigmas]:
-            trained[(method, sigma)] = f"{model}-train-{method}" + (f"-sigma{sigma:g}" if method == "dva" else "")
-            runs.append(RunPlan(trained[(method, sigma)], {
-                "run": _base(model, b, data_dir) | {"eval_chips": 1},
-                "train": {"method": method, "epochs": b.teacher_epochs, "dva_sigma": sigma}},
-                {"model": model, "role": "trained"}, home))
-        # With IR drop, only on/off ratios inside the surrogate's calibrated range (an
-        # extrapolation, e.g. paper 001's ratio 2 against the default's 10..1000, is left out).
-        lo, hi = _calibrated_ratios() if ir else (0.0, math.inf)
-        for ratio in (r for r in b.ratios if lo <= r <= hi):
-            for sigma in sigmas:
-                for method in ("vanilla", "dva"):
-                    source = home / "runs" / trained[(method, 0.0 if method == "vanilla" else sigma)]
-                    for fmt in ("static_fixed_point", "dynamic_fixed_point"):
-                        hw = {"p_tf": 1.0, "p_sa1": 0.0, "p_sa0": 0.0, "tf_sigma": sigma, "weight_format": fmt,
-                              "fixed_point_range": 4.0, "r_hrs_ohm": 10e3 * ratio}
-                        runs.append(RunPlan(f"{model}-onoff{ratio:g}-sigma{sigma:g}-{method}-{fmt}", {
-                            "run": _base(model, b, data_dir) | {"eval_chips": b.eval_chips, "pretrained": str(source)},
-                            "train": {"method": method, "epochs": b.teacher_epochs, "dva_sigma": sigma},
-                            "hardware": hw}, {"model": model, "ratio": ratio, "sigma": sigma, "method": method,
-                                              "format": fmt}, home))
-                        if ir:
-                            runs.append(_ir_twin(runs[-1], ir, root, source, b.eval_chips))
-    return runs
 
 
 TABLES: dict[ExperimentName, Callable] = {
@@ -389,13 +156,16 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
         overrides: budget changes (models, chips, epochs, retraining budget, training and test
             images, data set, σ values, paper 002's OVF β). The table covers the runs of every σ
             in the folder.
-        ideal_out: with ``ir_drop``, the same experiment's folder without IR drop (default
+        ideal_out: with ``ir_drop`` or ``readout_trim``, the same experiment's folder on the plain
+            ideal array (default
             ``results/<name>[-<dataset>][-quick]``): papers 001/002 train (or reuse) their models
             and ideal-array evaluations there; paper 000 reads its ideal-array runs from there,
             when present, for the paired IR-drop column.
-        readout_trim: with ``ir_drop``, the IR-drop runs' readout gain trim (a
-            :class:`cosim.layers.config.ReadoutTrim`; None = uncalibrated, as before it existed).
-            The ideal twins, and so the paired Δ, are the same as without it.
+        readout_trim: the IR-drop runs' readout gain trim (a
+            :class:`cosim.layers.config.ReadoutTrim`; None = uncalibrated, as before it existed);
+            without ``ir_drop``, the same evaluations on the ideal array with its readout trimmed
+            (a control, in ``results/<name>[-<dataset>]-<trim>trim``). The ideal twins, and so
+            what the paired Δ is taken against, are the same as without it.
         trim_reference: with ``readout_trim``, what the trim fits to (a
             :class:`cosim.layers.config.TrimReference`; None = the programmed levels).
     """
@@ -423,7 +193,8 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     default_out = Path("results") / f"{name.value}{suffix}"
     default_ideal = Path("results") / f"{name.value}{folder_suffix(b.dataset, False, quick)}"
     out = Path(out) if out else default_out
-    ideal_root = (Path(ideal_out) if ideal_out else default_ideal) if ir_drop else None
+    apart = ir_drop or readout_trim is not None  # runs scored apart from the plain ideal array's folder
+    ideal_root = (Path(ideal_out) if ideal_out else default_ideal) if apart else None
     runs = plan(name, b, data_dir, ir_drop, out, ideal_root, readout_trim, trim_reference)
     _earlier_calls(out / "summary.json")  # a corrupt summary stops the call before any work, not after it
     t0 = time.perf_counter()
@@ -463,7 +234,7 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
                + (f" --trim-reference {trim_reference.value}" if trim_reference is not None else "")
                + (f" --data-dir {data_dir}" if data_dir else "") + overrides.flags()
                + (f" --out {out}" if out != default_out else "")
-               + (f" --ideal-out {ideal_root}" if ir_drop and ideal_root != default_ideal else ""))
+               + (f" --ideal-out {ideal_root}" if apart and ideal_root != default_ideal else ""))
     wall = time.perf_counter() - t0
     # Read again now: another call into this folder may have finished while this one ran.
     calls = _earlier_calls(out / "summary.json") + [{"command": command, "wall_s": round(wall, 1),
@@ -474,7 +245,7 @@ def reproduce(name: ExperimentName | str, out: Path | None = None, quick: bool =
     header = (f"# {name.value}{suffix}\n\n{_DOCS[name]}; networks in this table: {', '.join(shown) or 'none'}.\n\n"
               f"Command: `{command}` ({len(runs)} runs; this call {wall:.0f} s; per-run configs with seeds in "
               f"`runs/*/config.toml`" + (f" and, for the ideal-array runs, `{ideal_root}/runs/*/config.toml`"
-                                          if ir_drop else "") + ").\n\n" + _trim_note(readout_trim, trim_reference)
+                                          if apart else "") + ").\n\n" + _trim_note(readout_trim, trim_reference, ir_drop)
               + _history(calls))
     missing = [m for m in PAPER_MODELS[name] if m not in shown]
     if missing and not quick:
@@ -559,21 +330,25 @@ def _choice(enum: type[Enum], value: Enum | str | None, what: str) -> Enum | Non
 def folder_suffix(dataset: str, ir_drop: bool, quick: bool, readout_trim: ReadoutTrim | None = None,
                   trim_reference: TrimReference | None = None) -> str:
     """The default results folder's suffix after the experiment's name:
-    ``[-<dataset>][-irdrop[-<trim>trim[-knownfaults]]][-quick]`` (MNIST, the papers' data set, unnamed)."""
+    ``[-<dataset>][-irdrop][-<trim>trim[-knownfaults]][-quick]`` (MNIST, the papers' data set, unnamed)."""
     trim = (f"-{readout_trim.value}trim" if readout_trim is not None else "") + (
         "-knownfaults" if trim_reference is TrimReference.KNOWN_FAULTS else "")
-    return (f"-{dataset}" if dataset != "mnist" else "") + ("-irdrop" + trim if ir_drop else "") + (
+    return (f"-{dataset}" if dataset != "mnist" else "") + ("-irdrop" if ir_drop else "") + trim + (
         "-quick" if quick else "")
 
 
-def _trim_note(trim: ReadoutTrim | None, reference: TrimReference | None = None) -> str:
-    """The sentence an IR-drop table's header gains for its readout trim ("" without one)."""
+def _trim_note(trim: ReadoutTrim | None, reference: TrimReference | None = None, ir_drop: bool = True) -> str:
+    """The sentence a table's header gains for its readout trim ("" without one), on the IR-drop
+    array or (``ir_drop`` False) on the ideal array."""
     if trim is None:
         return ""
     gains = {ReadoutTrim.LAYER: "one digital gain per layer", ReadoutTrim.COLUMN: "one digital gain per row tile and output"}
     fit = ("to the levels the chip's known fault map implies (stuck devices at their stuck levels; "
            "`hardware.trim_reference = \"known_faults\"`)" if reference is TrimReference.KNOWN_FAULTS
            else "to the programmed levels")
-    return (f"IR-drop readout trimmed: {gains[trim]}, fitted on each chip once after programming {fit} "
+    where = "IR-drop readout trimmed" if ir_drop else (
+        "Ideal-array readout trimmed (a control without a circuit: the trim sees only the variation and faults)")
+    return (f"{where}: {gains[trim]}, fitted on each chip once after programming {fit} "
             f"(`hardware.readout_trim = \"{trim.value}\"`; docs/decisions.md, \"Readout trim\"). "
-            "The ideal-array twins are the same as without it.\n\n")
+            + ("The ideal-array twins are the same as without it.\n\n" if ir_drop else
+               "Every run is paired with the same model (or student) on the untrimmed ideal array.\n\n"))

@@ -1,10 +1,11 @@
 """The markdown tables and PNG plots of ``cosim reproduce``'s experiments.
 
-Every table function takes the experiment's finished runs (:class:`cosim.reproduce.RunPlan`,
+Every table function takes the experiment's finished runs (:class:`cosim.plans.RunPlan`,
 read for their ``keys``), their ``metrics.json`` contents keyed by :func:`run_key`, and the
 experiment folder (for plots), and returns markdown. Runs keyed ``array = "irdrop"`` are IR-drop
-evaluations and ``array = "ideal"`` the ideal-array twins of IR-drop runs; a table shows the
-IR-drop numbers beside their twins with the per-chip (paired) difference.
+evaluations, ``array = "trimmed"`` evaluations on the ideal array with its readout trimmed (a
+control), and ``array = "ideal"`` the plain ideal-array twins of either; a table shows the
+numbers scored apart beside their twins with the per-chip (paired) difference.
 """
 
 from __future__ import annotations
@@ -20,10 +21,25 @@ from cosim.eval import MonteCarloStats, summarise
 from cosim.plots import plot_bars, plot_sweep
 
 if TYPE_CHECKING:
-    from cosim.reproduce import RunPlan
+    from cosim.plans import RunPlan
 
-PAIRED_NOTE = (" Δ: IR drop − ideal array, per chip (the same chip, i.e. the same faults and variation, "
-               "on both), mean ± 95 % CI (Student t over the chips both evaluated).")
+APART = ("irdrop", "trimmed")
+"""The ``keys["array"]`` of runs scored apart from the plain ideal array (:func:`cosim.plans.apart_label`)."""
+
+
+def paired_note(runs: list["RunPlan"]) -> str:
+    """The note under a table of Δ between the runs scored apart (named by :func:`ir_name`) and
+    the plain ideal array."""
+    return (f"Δ: {ir_name(runs)} − ideal array, per chip (the same chip, i.e. the same faults and variation, "
+            "on both), mean ± 95 % CI (Student t over the chips both evaluated).")
+
+
+def apart_heading(runs: list["RunPlan"]) -> str:
+    """Where the runs scored apart were scored, for a table's heading: the calibrated IR-drop array
+    or the trimmed ideal array."""
+    if _on_circuit(runs):
+        return "the calibrated IR-drop array (64×64 tiles, 2.5 Ω wires)"
+    return f"the {ir_name(runs)}"
 
 
 def run_key(r: "RunPlan") -> str:
@@ -105,8 +121,9 @@ class _Deltas:
         chips = f"{n}" + (f" ({other} other student)" if other else "")
         self.lines.append(f"| {prefix} | {chips} | " + " | ".join(_delta(d.get(m)) for m in methods) + " |")
 
-    def section(self) -> str:
-        """The table under its heading and notes, or "" when it has no rows."""
+    def section(self, runs: list["RunPlan"]) -> str:
+        """The table under its heading and notes (naming the hardware of ``runs``), or "" when it
+        has no rows."""
         if len(self.lines) <= 2:
             return ""
         note = ""
@@ -116,16 +133,20 @@ class _Deltas:
                     "run's student of the same chip, retrained apart from it (see results/README.md for how far "
                     "apart).")
         return ("\nThe same students on the ideal array, paired per chip:\n\n"
-                + "\n".join(self.lines) + "\n\n" + PAIRED_NOTE.strip() + note + "\n")
+                + "\n".join(self.lines) + "\n\n" + paired_note(runs) + note + "\n")
 
 
 def ir_name(runs: list["RunPlan"]) -> str:
-    """How plots name the IR-drop array of ``runs``: "IR drop", with the readout trim its runs set
-    (``hardware.readout_trim``, and ``trim_reference`` when it is the known fault map) in brackets,
-    e.g. "IR drop (layer trim)", "IR drop (layer trim, known faults)"."""
+    """How plots name the hardware ``runs`` are scored on apart from the plain ideal array: "IR
+    drop", with the readout trim its runs set (``hardware.readout_trim``, and ``trim_reference``
+    when it is the known fault map) in brackets, e.g. "IR drop (layer trim)", "IR drop (layer
+    trim, known faults)"; or, for trimmed runs none of which is on the circuit, "ideal array
+    (layer trim)"."""
+    trimmed = [hw for r in runs if "readout_trim" in (hw := r.sections.get("hardware", {}))]
     trims = sorted({hw["readout_trim"] + " trim" + (", known faults" if hw.get("trim_reference") == "known_faults" else "")
-                    for r in runs if "readout_trim" in (hw := r.sections.get("hardware", {}))})
-    return "IR drop" + (f" ({'; '.join(trims)})" if trims else "")
+                    for hw in trimmed})
+    array = "ideal array" if trimmed and not _on_circuit(runs) else "IR drop"
+    return array + (f" ({'; '.join(trims)})" if trims else "")
 
 
 def _on_circuit(runs: list["RunPlan"]) -> bool:
@@ -134,8 +155,18 @@ def _on_circuit(runs: list["RunPlan"]) -> bool:
     return any(r.sections.get("hardware", {}).get("array_model", "ideal") != "ideal" for r in runs)
 
 
+def _apart(runs: list["RunPlan"]) -> bool:
+    """Whether any of ``runs`` is scored apart from the plain ideal array: on the circuit, or with
+    a readout trim (on-chip tables, whose rows are those runs themselves)."""
+    return any("readout_trim" in r.sections.get("hardware", {}) for r in runs) or _on_circuit(runs)
+
+
 def _is(r: "RunPlan", array: str | None) -> bool:
     return r.keys.get("array") == array and "role" not in r.keys
+
+
+def _is_apart(r: "RunPlan") -> bool:
+    return r.keys.get("array") in APART and "role" not in r.keys
 
 
 _METHODS000 = {"masked": "masked FT", "kd": "KD", "partition": "partition"}
@@ -171,14 +202,14 @@ def table_paper000(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
                          + " | ".join(_cell(row[m]["hardware"]) if m in row else "—" for m in _METHODS000)
                          + " |")
             deltas.add(f"{model} | {mapping}", twins, (model, mapping), row, tuple(_METHODS000))
-    ir = _on_circuit(main)
+    ir = _apart(main)
     for mapping, by_model in shown.items():
         series = {label: tuple(zip(*(_recovery(row.get(m)) for row in by_model.values())))
                   for m, label in _METHODS000.items()}
         plot_bars(list(by_model), series, out / f"recovery-{mapping}.png", "recovery P over chips (%)",
                   f"{mapping}, {ir_name(main) if ir else 'ideal array'}: retrained students", target=99.0)
     return ("\n".join(lines) + "\n\nCells: mean accuracy % over chips ± 95 % CI (recovery P = mean / teacher "
-            "accuracy).\n" + deltas.section())
+            "accuracy).\n" + deltas.section(main))
 
 
 def table_paper002(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
@@ -190,7 +221,7 @@ def table_paper002(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
     ir_lines = ["| model | σ_d | vanilla | GNI | OVF | Δ vanilla | Δ GNI | Δ OVF | EKL vanilla / GNI / OVF |",
                 "|---|---|---|---|---|---|---|---|---|"]
     ideal = [r for r in runs if _is(r, None)]
-    ir = {(r.keys["model"], r.keys["sigma"], r.keys["method"]): metrics[run_key(r)] for r in runs if _is(r, "irdrop")}
+    ir = {(r.keys["model"], r.keys["sigma"], r.keys["method"]): metrics[run_key(r)] for r in runs if _is_apart(r)}
     for model in dict.fromkeys(r.keys["model"] for r in ideal):
         sig = sorted({r.keys["sigma"] for r in ideal if r.keys["model"] == model})
         series: dict = {}
@@ -228,8 +259,8 @@ def table_paper002(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
                                "OVF − GNI, OVF − vanilla: per chip (chip k draws the same programming noise "
                                "for every model), mean ± 95 % CI (Student t).\n")
     if len(ir_lines) > 2:
-        text += ("\nThe same models on the calibrated IR-drop array (64×64 tiles, 2.5 Ω wires):\n\n"
-                 + "\n".join(ir_lines) + "\n\n" + PAIRED_NOTE.strip() + "\n")
+        text += (f"\nThe same models on {apart_heading(runs)}:\n\n" + "\n".join(ir_lines) + "\n\n"
+                 + paired_note(runs) + "\n")
     return text
 
 
@@ -255,7 +286,7 @@ def table_paper001(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
     ir_lines = list(lines)
     ideal = [r for r in runs if _is(r, None)]
     ir = {(r.keys["model"], r.keys["ratio"], r.keys["sigma"], r.keys["method"], r.keys["format"]):
-          metrics[run_key(r)]["hardware"] for r in runs if _is(r, "irdrop")}
+          metrics[run_key(r)]["hardware"] for r in runs if _is_apart(r)}
     series: dict = {}
     for k in dict.fromkeys((r.keys["model"], r.keys["ratio"], r.keys["sigma"]) for r in ideal):
         cell = {(q.keys["method"], q.keys["format"]): metrics[run_key(q)]["hardware"] for q in ideal
@@ -278,9 +309,10 @@ def table_paper001(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
     note = ("Static FP: one Q2.6 format (full scale 4) for every layer; DFP: per-layer power-of-two full scale.")
     text = "\n".join(lines) + "\n\nCells: mean accuracy % over chips ± 95 % CI. " + note + "\n"
     if len(ir_lines) > 2:
-        text += ("\nThe same models on the calibrated IR-drop array (64×64 tiles, 2.5 Ω wires; on/off ratios "
-                 "inside the surrogate's calibrated range 10..1000 only):\n\n" + "\n".join(ir_lines) + "\n\n"
-                 + PAIRED_NOTE.strip() + "\n")
+        ratios = ("; on/off ratios inside the surrogate's calibrated range 10..1000 only" if _on_circuit(runs)
+                  else "")
+        text += (f"\nThe same models on {apart_heading(runs)}{ratios}:\n\n" + "\n".join(ir_lines) + "\n\n"
+                 + paired_note(runs) + "\n")
     return text
 
 
@@ -293,7 +325,7 @@ def table_partition_ovf(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
     deltas = _Deltas(["| model | σ_d | chips paired | partition Δ | partition + OVF Δ |", "|---|---|---|---|---|"])
     twins = {(r.keys["model"], r.keys["sigma"], r.keys["method"]): metrics[run_key(r)] for r in runs if _is(r, "ideal")}
     runs = [r for r in runs if _is(r, None)]
-    ir = _on_circuit(runs)
+    ir = _apart(runs)
     for model in dict.fromkeys(r.keys["model"] for r in runs):
         sig = sorted({r.keys["sigma"] for r in runs if r.keys["model"] == model})
         series: dict = {m: ([], []) for m in ("unretrained", "partition", "partition_ovf")}
@@ -321,4 +353,4 @@ def table_partition_ovf(runs: list["RunPlan"], metrics: dict, out: Path) -> str:
         "\n\nCells: mean accuracy % over chips ± 95 % CI (recovery P = mean / teacher accuracy). Each chip has "
         "the multi-fault 25.03 % fault map; its student is retrained knowing the faults, not the variation, then "
         "written with programming variation σ_d (one draw per chip, the same draw for both students). The last "
-        "column is the per-chip difference, mean ± 95 % CI (Student t over chips).\n") + deltas.section()
+        "column is the per-chip difference, mean ± 95 % CI (Student t over chips).\n") + deltas.section(runs)

@@ -87,7 +87,8 @@ def test_overrides_reach_every_run_and_the_command():
     from dataclasses import replace
     from pathlib import Path
 
-    from cosim.reproduce import FULL, PAPER_MODELS, QUICK, ExperimentName, Overrides, plan
+    from cosim.plans import FULL, PAPER_MODELS, QUICK, ExperimentName, plan
+    from cosim.reproduce import Overrides
 
     assert all(set(b.models) <= set(PAPER_MODELS[n]) for n, b in FULL.items())  # tables look for these
 
@@ -226,6 +227,30 @@ def test_quick_ir_drop_reuses_the_ideal_models_and_pairs_chips(tiny_mnist, tmp_p
         assert f"{expected:+.2f} ±" in body[0]
         assert legends["lenet5-accuracy.png"] == ["vanilla", "gni", "ovf", "vanilla, IR drop (layer trim)",
                                                   "gni, IR drop (layer trim)", "ovf, IR drop (layer trim)"]
+    if experiment == "paper001-dva-dfp":
+        # The trim on the ideal array (a control): the same models scored on the ideal array with its
+        # readout trimmed, on every on/off ratio (no surrogate range to keep to), paired with the same twins.
+        trimmed = tmp_path / "ideal-trimmed"
+        res = runner.invoke(app, args + ["--readout-trim", "layer", "--out", str(trimmed), "--ideal-out", str(ideal)])
+        assert res.exit_code == 0, res.output
+        assert {p: p.stat().st_mtime_ns for p in (ideal / "runs").glob("*/model.pt")} == stamps
+        summary = json.loads((trimmed / "summary.json").read_text())
+        assert summary["readout_trim"] == "layer" and not summary["ir_drop"]
+        apart = {k for k, v in summary["runs"].items() if v["keys"].get("array") == "trimmed"}
+        assert apart == {k.removesuffix("-irdrop") + "-trimmed" for k in ir_runs}
+        run = next(iter(sorted(apart)))
+        config = tomllib.loads((trimmed / "runs" / run / "config.toml").read_text())
+        assert config["hardware"] == tomllib.loads((ideal / "runs" / run.removesuffix("-trimmed") / "config.toml")
+                                                   .read_text())["hardware"] | {"readout_trim": "layer"}
+        table = (trimmed / "table.md").read_text()
+        assert "Ideal-array readout trimmed (a control without a circuit" in table and "calibrated" not in table
+        twin, mine = (json.loads((d / "runs" / r / "metrics.json").read_text())["hardware"]
+                      for d, r in ((ideal, run.removesuffix("-trimmed")), (trimmed, run)))
+        body = [line for line in table.split("The same models on the ideal array (layer trim):")[1].splitlines()
+                if line.startswith("| lenet5")]
+        assert f"{_mean_gain_pct(twin['accuracies'], mine['accuracies']):+.2f} ±" in body[0]
+        assert "Δ: ideal array (layer trim) − ideal array, per chip" in table
+        assert all(label.endswith(", ideal array (layer trim)") for label in legends["lenet5-onoff10-accuracy.png"][4:])
     # The ideal experiment run on its own afterwards finds every run finished: nothing is retrained.
     res = runner.invoke(app, args + ["--out", str(ideal)])
     assert res.exit_code == 0, res.output
@@ -248,33 +273,31 @@ def test_ir_drop_deltas_pair_each_chip_with_its_own_student_where_scored():
     deltas = _Deltas(list(header))
     deltas.add("m | p", {("m", "p", "kd"): twin}, ("m", "p"), {"kd": run}, ("masked", "kd"))
     assert deltas.lines[2].startswith("| m | p | 3 (1 other student) | — | -5.33 ± ")
-    assert "\"(k other student)\": k of the chips" in deltas.section()
+    assert "\"(k other student)\": k of the chips" in deltas.section([])
     own = _Deltas(list(header))  # every chip scored its own student: no footnote
     own.add("m | p", {("m", "p", "kd"): twin}, ("m", "p"), {"kd": run | {"ideal_array_accuracies": [0.91, 0.8, 0.7]}},
             ("masked", "kd"))
-    assert own.lines[2].startswith("| m | p | 3 | — | ") and "other student" not in own.section()
-    assert _Deltas(list(header)).section() == ""  # no row, no table
+    assert own.lines[2].startswith("| m | p | 3 | — | ") and "other student" not in own.section([])
+    assert _Deltas(list(header)).section([]) == ""  # no row, no table
     # An older run without its own scores, longer than its twin: pairs over the twin's chips.
     ideal, other = ideal_array_side(twin | {"hardware": {"accuracies": [0.9, 0.8], "n_images": 100}},
                                   {"hardware": run["hardware"]})
     assert ideal["accuracies"] == [0.9, 0.8] and other == [True, True]
 
 
-def test_ideal_out_needs_ir_drop(tmp_path):
+def test_ideal_out_needs_ir_drop_or_a_trim(tmp_path):
     res = runner.invoke(app, ["reproduce", "paper002-fig3", "--quick", "--ideal-out", str(tmp_path)])
-    assert res.exit_code == 2 and "--ideal-out applies only with --ir-drop" in res.output
+    assert res.exit_code == 2 and "--ideal-out applies only with --ir-drop or --readout-trim" in res.output
 
 
-def test_readout_trim_needs_ir_drop_and_a_known_trim(tmp_path):
+def test_readout_trim_and_its_reference_must_be_known(tmp_path):
     from cosim.errors import SpecError
     from cosim.reproduce import reproduce
 
-    res = runner.invoke(app, ["reproduce", "paper002-fig3", "--quick", "--readout-trim", "layer"])
-    assert res.exit_code == 2 and "--readout-trim calibrates the IR-drop array's readout" in res.output
     res = runner.invoke(app, ["reproduce", "paper002-fig3", "--quick", "--ir-drop", "--readout-trim", "row"])
     assert res.exit_code == 2 and "--readout-trim" in res.output
-    with pytest.raises(SpecError, match="applies only with --ir-drop"):
-        reproduce("paper002-fig3", tmp_path, quick=True, readout_trim="layer")
+    with pytest.raises(SpecError, match="unknown readout trim 'row'; one of column, layer"):
+        reproduce("paper002-fig3", tmp_path, quick=True, readout_trim="row")
     with pytest.raises(SpecError, match="unknown readout trim 'row'; one of column, layer"):
         reproduce("paper002-fig3", tmp_path, quick=True, ir_drop=True, readout_trim="row")
     # What the trim fits to: only with a trim, and one of the known references.
@@ -300,6 +323,7 @@ def test_default_folders_name_the_data_set_array_and_trim():
     assert folder_suffix("fashion-mnist", True, True, ReadoutTrim.COLUMN) == "-fashion-mnist-irdrop-columntrim-quick"
     assert folder_suffix("mnist", True, False, ReadoutTrim.LAYER, TrimReference.KNOWN_FAULTS) == (
         "-irdrop-layertrim-knownfaults")
+    assert folder_suffix("fashion-mnist", False, False, ReadoutTrim.LAYER) == "-fashion-mnist-layertrim"
 
 
 @pytest.mark.parametrize("experiment", ["paper000-table3", "paper002-fig3", "paper001-dva-dfp", "partition-ovf"])
@@ -309,7 +333,7 @@ def test_readout_trim_reaches_every_ir_drop_run_and_no_ideal_one(experiment):
     from pathlib import Path
 
     from cosim.layers.config import ReadoutTrim, TrimReference
-    from cosim.reproduce import FULL, ExperimentName, plan
+    from cosim.plans import FULL, IR_DROP, ExperimentName, plan
     from cosim.runconfig import Experiment
     from cosim.tables import ir_name
 
@@ -335,12 +359,34 @@ def test_readout_trim_reaches_every_ir_drop_run_and_no_ideal_one(experiment):
     assert (ir_name(plain), ir_name(trimmed), ir_name(known)) == (
         "IR drop", "IR drop (column trim)", "IR drop (column trim, known faults)")
     assert ir_name([r for r in trimmed if r.sections.get("hardware", {}).get("array_model") != "surrogate"]) == "IR drop"
+    # The trim on the ideal array: the same runs scored apart, with the trim in place of the circuit
+    # (paper 001 adds on/off 2, outside the surrogate's range), and the same plain ideal runs.
+    control = plan(name, FULL[name], "", False, Path("ir"), Path("ideal"), ReadoutTrim.COLUMN)
+    assert ir_name(control) == "ideal array (column trim)"
+
+    def scored_apart(runs: list, drop: dict) -> list:
+        return sorted((r.name.removesuffix("-irdrop").removesuffix("-trimmed"), str(r.home), json.dumps(
+            {k: v for k, v in r.sections.items() if k != "hardware"} | {"hardware": {
+                k: v for k, v in r.sections["hardware"].items() if k not in drop}}, sort_keys=True))
+            for r in runs if "readout_trim" in r.sections.get("hardware", {}) and r.keys.get("ratio") != 2.0)
+
+    assert scored_apart(control, {}) == scored_apart(trimmed, IR_DROP)
+    assert all("array_model" not in r.sections["hardware"] for r in control if "readout_trim" in r.sections.get(
+        "hardware", {}))
+
+    def plain_ideal(runs: list) -> list:
+        return [(r.name, r.sections) for r in runs if "readout_trim" not in r.sections.get("hardware", {})
+                and r.keys.get("ratio") != 2.0]
+
+    assert plain_ideal(control) == plain_ideal(trimmed)
+    if name is ExperimentName.PAPER001_DVA_DFP:
+        assert {r.keys["ratio"] for r in control if r.keys.get("array") == "trimmed"} == {2.0, 10.0, 100.0}
 
 
 def test_ir_drop_plans_stay_inside_the_calibrated_range_and_point_at_the_ideal_models():
     from pathlib import Path
 
-    from cosim.reproduce import FULL, IR_DROP, ExperimentName, plan
+    from cosim.plans import FULL, IR_DROP, ExperimentName, plan
 
     name = ExperimentName.PAPER001_DVA_DFP
     runs = plan(name, FULL[name], "", True, Path("ir"), Path("ideal"))
@@ -402,7 +448,8 @@ def test_sigma_override_runs_only_those_sigmas_and_the_table_keeps_every_sigma_o
     """``--sigma`` picks the σ of a sweep; runs of other σ already in the folder stay in its table."""
     from pathlib import Path
 
-    from cosim.reproduce import FULL, ExperimentName, Overrides, plan
+    from cosim.plans import FULL, ExperimentName, plan
+    from cosim.reproduce import Overrides
 
     o = Overrides(sigmas=(0.3, 0.1, 0.3))
     b = o.apply(FULL[ExperimentName.PAPER002_FIG3])
@@ -502,7 +549,7 @@ def test_cells_of_other_sigmas_are_scored_again_when_their_model_is_trained_agai
 
 def test_paper002_table_leaves_out_a_sigma_whose_runs_are_not_all_finished(tmp_path):
     """A --sigma call stopped half-way leaves a σ with some methods only: no row, no crash."""
-    from cosim.reproduce import RunPlan
+    from cosim.plans import RunPlan
     from cosim.tables import table_paper002
 
     def hw(acc: list[float]) -> dict:
@@ -523,7 +570,8 @@ def test_beta_fixes_ovf_beta_for_every_sigma_without_a_search(tiny_mnist, tmp_pa
     table names it as fixed, and a folder whose OVF runs searched β refuses it."""
     from pathlib import Path
 
-    from cosim.reproduce import QUICK, ExperimentName, Overrides, plan
+    from cosim.plans import QUICK, ExperimentName, plan
+    from cosim.reproduce import Overrides
 
     o = Overrides(beta=1e-3)
     ovf = {r.keys["sigma"]: r for r in plan(ExperimentName.PAPER002_FIG3, o.apply(QUICK), "", False, Path("x"))

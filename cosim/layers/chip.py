@@ -173,7 +173,7 @@ def slice_levels(w_in_out: torch.Tensor, hw: HardwareConfig, chips: ChipDraw,
 
     Returns:
         ``(delta, scale)``: ``delta`` (n, S, in, out) is ``(G⁺ − G⁻)/(g_on − g_off)·(2^K−1)`` per
-        slice after variation, faults and the array model (float64 for the exact model, the
+        slice after variation, faults, the array model and the readout trim (float64 for the exact model, the
         weight's dtype otherwise); the realised weight is ``scale · Σ_s 2^{sK} delta_s`` with
         ``scale = R / (2^M − 1)``, R the full scale of ``hw.weight_format`` (max|W| by default).
     """
@@ -184,7 +184,10 @@ def slice_levels(w_in_out: torch.Tensor, hw: HardwareConfig, chips: ChipDraw,
         return _circuit_levels(w, digits.to(torch.float64), hw, chips), scale
     r = response if response is not None else chip_response(hw, chips, w.dtype)
     gain = torch.addcmul(r.neg_gain, (w >= 0).to(w.dtype), r.gain_sum)
-    return torch.addcmul(r.offset, r.noise + digits, gain), scale
+    delta = torch.addcmul(r.offset, r.noise + digits, gain)
+    if hw.readout_trim is not None:  # the ideal array trimmed: a control that sees only variation and faults
+        delta = trim_readout(delta, _trim_target(digits.to(w.dtype), w >= 0, chips, hw), hw)
+    return delta, scale
 
 
 def _circuit_levels(w: torch.Tensor, digits: torch.Tensor, hw: HardwareConfig, chips: ChipDraw) -> torch.Tensor:

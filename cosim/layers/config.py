@@ -52,7 +52,8 @@ class Mapping(str, Enum):
 
 class ReadoutTrim(str, Enum):
     """How the periphery calibrates its gain against the circuit's attenuation (array models
-    ``surrogate`` and ``exact``), once per chip after programming.
+    ``surrogate`` and ``exact``), once per chip after programming. On the ideal array (a
+    control) the same fit sees only what the devices realise: variation and faults.
 
     Calibration reads each tile's effective matrix (one row at a time) and fits, by least squares,
     a digital gain that maps the weights read back onto the programmed ones, which are all the
@@ -138,8 +139,9 @@ class HardwareConfig:
     r_sense_ohm: float = 2.5
     """Column sense resistance (exact model), ohm."""
     readout_trim: ReadoutTrim | None = None
-    """Gain calibration of the readout against the circuit's attenuation, once per chip (array
-    models ``surrogate`` and ``exact``; None = uncalibrated readout, the default)."""
+    """Gain calibration of the readout, once per chip (None = uncalibrated readout, the default).
+    Made for the circuit's attenuation (array models ``surrogate`` and ``exact``); on the ideal
+    array it sees only the variation and faults (mapping ``differential_slices``)."""
     trim_reference: TrimReference | None = None
     """What the readout trim fits to (``readout_trim`` set; None = ``programmed``, the default)."""
 
@@ -169,9 +171,9 @@ class HardwareConfig:
         coerce_enums(self, {"mapping": Mapping, "array_model": ArrayModel, "weight_format": WeightFormat})
         if self.readout_trim is not None:
             coerce_enums(self, {"readout_trim": ReadoutTrim})
-            _check(self.array_model is not ArrayModel.IDEAL,
-                   "readout_trim calibrates the readout against the circuit's attenuation, which the ideal "
-                   "array does not have: it needs array_model surrogate or exact.")
+            _check(self.mapping is not Mapping.ONE_CELL,
+                   "readout_trim fits the levels the devices read back: the one_cell preset holds abstract "
+                   "weights, not device levels; it needs mapping differential_slices.")
         if self.trim_reference is not None:
             coerce_enums(self, {"trim_reference": TrimReference})
             _check(self.readout_trim is not None, "trim_reference says what the readout trim fits to: it needs "
@@ -192,9 +194,11 @@ class HardwareConfig:
             object.__setattr__(self, "surrogate", model)
 
     def on_ideal_array(self) -> "HardwareConfig":
-        """This chip on the ideal array: the circuit's own parameters (surrogate file, wire, driver
-        and sense resistances, readout trim and its reference), which the ideal array never reads,
-        reset to their defaults, so two configurations that differ only in their circuit compare equal."""
+        """This chip on the plain ideal array: the circuit's own parameters (surrogate file, wire,
+        driver and sense resistances) and the readout trim with its reference reset to their
+        defaults, so two configurations that differ only in their circuit or trim compare equal.
+        (The ideal array can be trimmed, as a control; this is the untrimmed baseline that
+        on-chip retraining goes through and every paired Δ is taken against.)"""
         circuit = ("surrogate_model", "strict_range", "r_wire_row_ohm", "r_wire_col_ohm", "r_driver_ohm", "r_sense_ohm",
                    "readout_trim", "trim_reference")
         defaults = {f.name: f.default for f in fields(self) if f.name in circuit}

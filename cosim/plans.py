@@ -1,7 +1,7 @@
 """What runs each of ``cosim reproduce``'s experiments is made of (:func:`plan`).
 
-An experiment, under a :class:`Budget` (:data:`FULL` or :data:`QUICK`), expands into named
-:class:`RunPlan` s: each run's config sections, its table coordinates (``keys``) and the folder it
+An experiment, under a :class:`Budget` (:data:`FULL` or :data:`QUICK`), expands into named runs
+(:class:`RunPlan`): each run's config sections, its table coordinates (``keys``) and the folder it
 lives in. Planned apart from the plain ideal array, with hardware keys ``ir``, are the IR-drop
 runs (:func:`ir_drop_hardware`) and the trimmed ideal array's (:func:`trim_hardware`): they
 evaluate the ideal folder's trained models (papers 001/002) or retrain through the plain ideal

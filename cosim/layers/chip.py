@@ -181,12 +181,13 @@ def slice_levels(w_in_out: torch.Tensor, hw: HardwareConfig, chips: ChipDraw,
     digits, wmax = _digits(w, hw)
     scale = wmax / (2**hw.weight_bits - 1)
     if hw.array_model is not ArrayModel.IDEAL:
-        return _circuit_levels(w, digits.to(torch.float64), hw, chips), scale
-    r = response if response is not None else chip_response(hw, chips, w.dtype)
-    gain = torch.addcmul(r.neg_gain, (w >= 0).to(w.dtype), r.gain_sum)
-    delta = torch.addcmul(r.offset, r.noise + digits, gain)
-    if hw.readout_trim is not None:  # the ideal array trimmed: a control that sees only variation and faults
-        delta = trim_readout(delta, _trim_target(digits.to(w.dtype), w >= 0, chips, hw), hw)
+        delta = _circuit_levels(w, digits.to(torch.float64), hw, chips)
+    else:
+        r = response if response is not None else chip_response(hw, chips, w.dtype)
+        gain = torch.addcmul(r.neg_gain, (w >= 0).to(w.dtype), r.gain_sum)
+        delta = torch.addcmul(r.offset, r.noise + digits, gain)
+    if hw.readout_trim is not None:  # on the ideal array a control that sees only variation and faults
+        delta = trim_readout(delta, _trim_target(digits.to(delta.dtype), w >= 0, chips, hw), hw)
     return delta, scale
 
 
@@ -203,10 +204,7 @@ def _circuit_levels(w: torch.Tensor, digits: torch.Tensor, hw: HardwareConfig, c
     g = torch.where(chips.codes == FaultCode.SA1, torch.full_like(g, dev.g_on_siemens), g)
     g = torch.where(chips.codes == FaultCode.SA0, torch.full_like(g, dev.g_off_siemens), g)
     g = _surrogate(g, hw) if hw.array_model is ArrayModel.SURROGATE else _exact(g, hw)
-    delta = (g[:, 0] - g[:, 1]) / (dev.g_on_siemens - dev.g_off_siemens) * levels
-    if hw.readout_trim is not None:
-        delta = trim_readout(delta, _trim_target(digits, positive[0], chips, hw), hw)
-    return delta
+    return (g[:, 0] - g[:, 1]) / (dev.g_on_siemens - dev.g_off_siemens) * levels
 
 
 def _trim_target(digits: torch.Tensor, positive: torch.Tensor, chips: ChipDraw, hw: HardwareConfig) -> torch.Tensor:
